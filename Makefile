@@ -1,0 +1,36 @@
+# The two README commands:  `make book` (build the book; PROFILE=cpu|smoke|paper, DATA=... for paper)
+#                           `make test` (set up and run the tests; what .ci/run calls)
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+PROFILE  ?= cpu
+DATA     ?=
+RUNS     ?= runs
+STAMP    := $(VENV)/.installed
+
+.PHONY: book test notebooks html benchmark clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name clipmem --display-name "clipmem (.venv)" >/dev/null
+	touch $(STAMP)
+
+notebooks: $(STAMP)
+	$(PY) -m clipmem_lib.book run --profile $(PROFILE) $(if $(DATA),--data $(DATA)) --runs $(RUNS)
+
+html: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+book: notebooks html
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf _build book/generated

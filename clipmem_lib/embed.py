@@ -1,0 +1,56 @@
+"""Frozen-model embeddings: the inputs of CLIPMem (Eq. 3), SSLMem (Eq. 1) and the probes.
+
+All embeddings are L2-normalised, computed in eval mode with no noise (the Sec. 4.6 text noise
+exists only inside training), and bf16 autocast on CUDA.  Crops are drawn from a generator seeded
+independently of the model, so f and g are evaluated on the very same augmentations.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .augment import random_resized_crop, to_model_input
+from .data import ImageSource
+from .train import default_device
+
+__all__ = ["embed_images", "embed_texts"]
+
+
+def _size(model) -> int:
+    s = model.visual.image_size
+    return s[0] if isinstance(s, (tuple, list)) else int(s)
+
+
+@torch.no_grad()
+def embed_images(model, images: ImageSource, indices: Sequence[int], *, n_crops: int = 0, variant: int = 0,
+                 crop_scale=(0.9, 1.0), seed: int = 0, batch_size: int = 512, device=None) -> torch.Tensor:
+    """Image embeddings (P, 1 + n_crops, d): view 0 un-augmented, views 1.. random resized crops."""
+    device = torch.device(device) if device is not None else default_device()
+    model.to(device).eval()
+    size, idx, out = _size(model), np.asarray(indices, dtype=np.int64), []
+    for b, start in enumerate(range(0, len(idx), batch_size)):
+        chunk = idx[start:start + batch_size]
+        x = to_model_input(images.batch(chunk, [variant] * len(chunk), size).to(device))
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, b]).integers(2**62)))
+        views = [x] + [random_resized_crop(x, gen, crop_scale) for _ in range(n_crops)]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            emb = [model.encode_image(v, normalize=True).float() for v in views]
+        out.append(torch.stack(emb, 1).cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def embed_texts(model, tokens: torch.Tensor, indices: Sequence[int], caption_ids: Sequence[int] = (0,), *,
+                batch_size: int = 1024, device=None) -> torch.Tensor:
+    """Text embeddings (P, C, d) of captions ``caption_ids`` of pairs ``indices``; tokens are (N, K, ctx)."""
+    device = torch.device(device) if device is not None else default_device()
+    model.to(device).eval()
+    t = tokens[torch.as_tensor(np.asarray(indices, dtype=np.int64))][:, list(caption_ids)]
+    p, c = t.shape[:2]
+    flat, out = t.reshape(p * c, -1), []
+    for start in range(0, len(flat), batch_size):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out.append(model.encode_text(flat[start:start + batch_size].to(device), normalize=True).float().cpu())
+    return torch.cat(out).view(p, c, -1)

@@ -1,0 +1,136 @@
+"""The few-lines API: train f and g through the run store and score them.
+
+    data   = make_scenes(SceneConfig(n=2000))
+    splits = make_splits(len(data), n_candidates=200, n_external=200)
+    f, g   = train_pair(data, splits, "clipmem-tiny", TrainConfig(epochs=80))
+    scores = score_clipmem(f, g, data, splits)        # one row per pair, Eq. 3–4 + A.2
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .clipmem import alignment_scores, clipmem_frame, test_pairs
+from .data import PairData
+from .embed import embed_images, embed_texts
+from .models import CaptionTokenizer, create_model, tokenizer_for
+from .splits import Splits
+from .store import RunStore, config_key
+from .train import TrainConfig, train_clip
+
+__all__ = ["TrainedModel", "fit_clip", "train_pair", "model_embeddings", "score_clipmem"]
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A trained CLIP with what is needed to use it again: its store key, history and tokenizer."""
+
+    model: torch.nn.Module
+    key: str
+    config: TrainConfig
+    history: list[dict]
+    tokenizer: CaptionTokenizer
+
+
+def _tok_digest(tok: CaptionTokenizer) -> str:
+    return "full" if tok.table is None else config_key(tok.table.numpy())
+
+
+def fit_clip(data: PairData, indices: Sequence[int], model: str = "clipmem-tiny", config: TrainConfig = TrainConfig(),
+             *, init_seed: int | None = None, tokenizer: CaptionTokenizer | None = None, store: RunStore | None = None,
+             force: bool = False, device=None, progress: bool = True, desc: str = "train",
+             num_workers: int = 0) -> TrainedModel:
+    """Train one CLIP on ``data[indices]`` from scratch, or load it from ``store`` if already trained.
+
+    The store key covers everything the weights depend on: model config, vocabulary, ``config``,
+    init seed, the image source, the ordered training indices and their captions.
+    """
+    store = store if store is not None else RunStore("runs")
+    tok = tokenizer or tokenizer_for(model, data)
+    init_seed = config.seed if init_seed is None else init_seed
+    idx = np.asarray(indices, dtype=np.int64)
+    key_cfg = dict(model=model, vocab=_tok_digest(tok), train=config, init_seed=init_seed,
+                   images=data.images.fingerprint(), indices=idx, captions=data.caption_digest(idx))
+
+    def build(out, scratch):
+        m = create_model(model, tok.vocab_size, seed=init_seed)
+        tokens = tok.tokenize_pairs(data)
+        hist = train_clip(m, data.images, tokens, idx, config, device=device, checkpoint=scratch / "last.pt",
+                          progress=progress, desc=desc, num_workers=num_workers)
+        torch.save(m.state_dict(), out / "model.pt")
+        pd.DataFrame(hist).to_csv(out / "history.csv", index=False)
+
+    path = store.build("clip", key_cfg, build, force=force)
+    m = create_model(model, tok.vocab_size, seed=init_seed)
+    m.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+    m.eval()
+    hist = pd.read_csv(path / "history.csv").to_dict("records")
+    return TrainedModel(m, path.name, config, hist, tok)
+
+
+def train_pair(data: PairData, splits: Splits, model: str = "clipmem-tiny", config: TrainConfig = TrainConfig(),
+               *, coupled: bool = True, store: RunStore | None = None, force: bool = False, device=None,
+               progress: bool = True, num_workers: int = 0) -> tuple[TrainedModel, TrainedModel]:
+    """f on S_S ∪ S_C and g on S_S ∪ S_I (Eq. 4, Sec. 4.1).
+
+    ``coupled=True`` makes them "otherwise identical": same initialisation, same batches, with
+    S_C[i] in f's run where S_I[i] is in g's.  ``coupled=False`` gives g the next seed instead.
+    """
+    tok = tokenizer_for(model, data)
+    kw = dict(tokenizer=tok, store=store, force=force, device=device, progress=progress, num_workers=num_workers)
+    f = fit_clip(data, splits.f_indices, model, config, desc="f (S_S+S_C)", **kw)
+    gcfg = config if coupled else dataclasses.replace(config, seed=config.seed + 1)
+    g = fit_clip(data, splits.g_indices, model, gcfg, desc="g (S_S+S_I)", **kw)
+    return f, g
+
+
+def model_embeddings(trained: TrainedModel, data: PairData, indices: Sequence[int], *, n_crops: int = 8,
+                     crop_scale=(0.9, 1.0), caption_ids: Sequence[int] | None = None, seed: int = 0,
+                     store: RunStore | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached (image views (P, 1+n_crops, d), caption embeddings (P, C, d)) of ``data[indices]``."""
+    store = store if store is not None else RunStore("runs")
+    idx = np.asarray(indices, dtype=np.int64)
+    caption_ids = tuple(trained.config.caption_ids() if caption_ids is None else caption_ids)
+    cfg = dict(model=trained.key, images=data.images.fingerprint(), indices=idx, captions=data.caption_digest(idx),
+               n_crops=n_crops, crop_scale=tuple(crop_scale), caption_ids=caption_ids, seed=seed)
+
+    def build(out, _):
+        tokens = trained.tokenizer.tokenize_pairs(data)
+        torch.save(embed_images(trained.model, data.images, idx, n_crops=n_crops, crop_scale=crop_scale,
+                                seed=seed, device=device).half(), out / "images.pt")
+        torch.save(embed_texts(trained.model, tokens, idx, caption_ids, device=device).half(), out / "texts.pt")
+
+    path = store.build("embeddings", cfg, build)
+    load = lambda name: torch.load(path / name, weights_only=True).float()  # noqa: E731
+    return load("images.pt"), load("texts.pt")
+
+
+def score_clipmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, *, n_crops: int = 8,
+                  n_test: int | None = 127, seed: int = 0, store: RunStore | None = None, device=None) -> pd.DataFrame:
+    """CLIPMem (Eq. 3–4) of every pair in S_S, S_C, S_I and S_E, range-normalised over all of them (A.2).
+
+    The first term of Eq. 3 averages ``n_crops`` crops × the captions f was trained on; the test
+    terms use the same ``n_test`` random S_E pairs (the paper's N−1 = 127) for f and g.
+    """
+    if f.config.caption_ids() != g.config.caption_ids():
+        raise ValueError("f and g were trained on different caption sets; CLIPMem compares like with like")
+    subsets = splits.subsets()
+    idx = np.concatenate(list(subsets.values()))
+    names = np.concatenate([[k] * len(v) for k, v in subsets.items()])
+    tst = test_pairs(splits.external, n_test, seed)
+    store = store if store is not None else RunStore("runs")
+
+    def compute():
+        align = []
+        for m in (f, g):
+            img, txt = model_embeddings(m, data, idx, n_crops=n_crops, seed=seed, store=store, device=device)
+            timg, ttxt = model_embeddings(m, data, tst, n_crops=0, seed=seed, store=store, device=device)
+            align.append(alignment_scores(img, txt, timg[:, 0], ttxt))
+        return clipmem_frame(idx, names, align[0], align[1], data.meta)
+
+    cfg = dict(f=f.key, g=g.key, indices=idx, test=tst, captions=data.caption_digest(idx), n_crops=n_crops, seed=seed)
+    return store.frame("clipmem", cfg, compute)

@@ -1,0 +1,88 @@
+"""Model factory and tokenizer: open_clip's own configs and tokenizer, randomly initialised, offline.
+
+Tiny configs for CPU live in ``model_configs/*.json`` (open_clip's format) and are registered with
+``open_clip.add_model_config``; paper scale uses open_clip's ViT-B-32, ViT-B-16 and ViT-L-14.
+``pretrained`` is never passed: every model is trained from scratch, as in the paper (Sec. 4.1).
+"""
+from __future__ import annotations
+
+import copy
+import pathlib
+
+import open_clip
+import torch
+
+from .data import PairData
+
+__all__ = ["create_model", "model_config", "CaptionTokenizer", "PAPER_MODELS"]
+
+CONFIG_DIR = pathlib.Path(__file__).with_name("model_configs")
+PAPER_MODELS = ("ViT-B-32", "ViT-B-16", "ViT-L-14")
+open_clip.add_model_config(CONFIG_DIR)
+
+
+def model_config(name: str) -> dict:
+    """The open_clip config dict of ``name`` (a registered tiny config or an open_clip model)."""
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.json")) + list(PAPER_MODELS)
+        raise ValueError(f"unknown model config {name!r}; known here: {', '.join(known)} "
+                         f"(or any name in open_clip.list_models())")
+    return copy.deepcopy(cfg)
+
+
+def create_model(name: str, vocab_size: int | None = None, seed: int = 0) -> open_clip.CLIP:
+    """A randomly initialised ``open_clip.CLIP`` (no download); ``vocab_size`` shrinks the token table."""
+    cfg = model_config(name)
+    if vocab_size is not None:
+        cfg["text_cfg"]["vocab_size"] = int(vocab_size)
+    for key in ("custom_text", "multimodal_cfg"):
+        if cfg.pop(key, None):
+            raise ValueError(f"{name}: only plain CLIP configs are supported")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return open_clip.CLIP(**cfg)
+
+
+class CaptionTokenizer:
+    """open_clip's BPE tokenizer (shipped in the wheel), optionally with a vocabulary trimmed to a corpus.
+
+    Trimming maps open_clip token ids to 0..V-1 in the same order (so the end-of-text token stays
+    the largest id, which open_clip's argmax pooling relies on) and unseen tokens to id 1. It makes
+    the tiny CPU models ~1.75× faster (CPU_SCALE.md); keep the full vocabulary at paper scale.
+    """
+
+    UNK = 1
+
+    def __init__(self, context_length: int, corpus: list[str] | None = None):
+        self.context_length = context_length
+        self._tok = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
+        self.table = None
+        if corpus is not None:
+            ids = torch.unique(self._tok(corpus))
+            ids = ids[ids != 0]
+            self.table = torch.full((len(self._tok.encoder),), self.UNK, dtype=torch.long)
+            self.table[ids] = torch.arange(2, 2 + len(ids))
+            self.table[0] = 0
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Size of the trimmed vocabulary, or None for open_clip's full one."""
+        return None if self.table is None else int(self.table.max()) + 1
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        ids = self._tok(texts)
+        return ids if self.table is None else self.table[ids]
+
+    def tokenize_pairs(self, data: PairData, n_captions: int | None = None) -> torch.Tensor:
+        """Token ids (N, K, context) for every pair; pairs with fewer than K captions repeat theirs."""
+        k = n_captions or max(len(c) for c in data.captions)
+        flat = [c[j % len(c)] for c in data.captions for j in range(k)]
+        return self(flat).view(len(data), k, self.context_length)
+
+
+def tokenizer_for(name: str, data: PairData | None = None, trim: bool = True) -> CaptionTokenizer:
+    """The tokenizer for model ``name``; trimmed to ``data``'s captions when ``trim`` is set."""
+    ctx = model_config(name)["text_cfg"].get("context_length", 77)
+    corpus = [c for cs in data.captions for c in cs] if (trim and data is not None) else None
+    return CaptionTokenizer(ctx, corpus)

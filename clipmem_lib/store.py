@@ -1,0 +1,87 @@
+"""The run store: every trained model, embedding and score table, cached under a hash of its config.
+
+An entry is a folder ``<root>/<kind>/<key>/`` holding ``config.json`` plus the files its builder
+wrote.  It is built in a temporary folder and renamed into place (atomic on POSIX), so a crash
+never leaves a half-written entry that a later call reads as complete.  A builder may also keep
+resumable state (checkpoints) in ``scratch``, which survives interruptions and is removed on
+success.  The same config returns the stored entry; ``force=True`` rebuilds it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import uuid
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["RunStore", "config_key"]
+
+
+def _canon(obj):
+    if dataclasses.is_dataclass(obj):
+        return _canon(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _canon(v) for k, v in sorted(obj.items())}
+    if isinstance(obj, (list, tuple)):
+        return [_canon(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest()[:16]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def config_key(config) -> str:
+    """A 16-hex-digit hash of a JSON-able config (dataclasses and arrays allowed)."""
+    return hashlib.sha256(json.dumps(_canon(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class RunStore:
+    """Cache of results keyed by ``(kind, config)``; ``root=None`` keeps nothing (always rebuilds)."""
+
+    def __init__(self, root: str | os.PathLike | None = "runs"):
+        self.root = pathlib.Path(root) if root is not None else None
+
+    def entry(self, kind: str, config) -> pathlib.Path | None:
+        """The folder of a complete entry, or None."""
+        if self.root is None:
+            return None
+        p = self.root / kind / config_key(config)
+        return p if (p / "config.json").exists() else None
+
+    def build(self, kind: str, config, builder: Callable[[pathlib.Path, pathlib.Path], None],
+              force: bool = False) -> pathlib.Path:
+        """Return the entry for ``config``, calling ``builder(out_dir, scratch_dir)`` if it is missing."""
+        root = self.root if self.root is not None else pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "clipmem-nostore"
+        key = config_key(config)
+        final, scratch = root / kind / key, root / ".scratch" / f"{kind}-{key}"
+        if not force and (final / "config.json").exists():
+            return final
+        tmp = root / ".tmp" / f"{kind}-{key}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        scratch.mkdir(parents=True, exist_ok=True)
+        try:
+            builder(tmp, scratch)
+            (tmp / "config.json").write_text(json.dumps(_canon(config), indent=1, sort_keys=True))
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # force: move the old entry aside, then swap in the new one
+                old = root / ".tmp" / f"old-{key}-{uuid.uuid4().hex[:8]}"
+                os.replace(final, old)
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return final
+
+    def frame(self, kind: str, config, compute: Callable[[], pd.DataFrame], force: bool = False) -> pd.DataFrame:
+        """A cached DataFrame (CSV): ``compute()`` runs only when the entry is missing."""
+        def builder(out, _):
+            compute().to_csv(out / "table.csv", index=False)
+        return pd.read_csv(self.build(kind, config, builder, force) / "table.csv", keep_default_na=False)

@@ -1,0 +1,229 @@
+"""Training CLIP from scratch with the paper's recipe (Sec. 4.1, Table 2), resumable and repeatable.
+
+AdamW, lr 1.2e-3, linear warm-up (in steps) then cosine decay, batch 128, open_clip's ``ClipLoss``
+and random-resized-crop augmentation, ``logit_scale`` clamped to [0, ln 100] after every step, and
+no weight decay on gains, biases and ``logit_scale`` (as open_clip_train does).  Options for the
+later experiments: caption choice per step (first / random / balanced, Table 3; ``n_captions``,
+Fig. 5a), image-variant choice (Table 1) and Gaussian noise on the text embeddings during training
+only (Sec. 4.6, Table 8).
+
+Every random draw of epoch ``e`` comes from generators seeded by ``(seed, e)`` and indexed by
+*position* in the training list, so (i) a resumed run equals an uninterrupted one, and (ii) f and g
+trained on ``S_S + S_C`` and ``S_S + S_I`` see identical batches except that ``S_C[i]`` takes the
+slot of ``S_I[i]`` (the "otherwise identical" of Eq. 4, CPU_SCALE.md finding 3).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+from tqdm import tqdm
+
+from .augment import random_resized_crop, to_model_input
+from .data import ImageSource
+
+__all__ = ["TrainConfig", "train_clip", "choose_views", "noisy_text_features", "lr_at", "default_device"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that changes what a trained model is (and so keys the run store)."""
+
+    epochs: int = 80
+    batch_size: int = 128
+    lr: float = 1.2e-3
+    weight_decay: float = 0.1
+    warmup: float = 0.05                   # fraction of all steps (paper: 5 of 100 epochs)
+    caption_mode: str = "first"            # "first" | "random" | "balanced"  (Table 3)
+    n_captions: int = 5                    # captions available per image (Fig. 5a); first only uses 1
+    image_variants: tuple[int, ...] = (0,)  # image variants drawn from (Table 1); 0 = original
+    variant_mode: str = "random"           # "random" | "balanced"
+    crop_scale: tuple[float, float] = (0.9, 1.0)
+    text_noise_std: float = 0.0            # Gaussian noise on text embeddings, training only (Table 8)
+    text_noise_at: str = "raw"             # "raw" features or the "normalized" embedding (renormalised)
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = {
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 2, "lr": self.lr > 0,
+            "warmup": 0 <= self.warmup < 1, "caption_mode": self.caption_mode in ("first", "random", "balanced"),
+            "variant_mode": self.variant_mode in ("random", "balanced"), "n_captions": self.n_captions >= 1,
+            "image_variants": len(self.image_variants) >= 1 and min(self.image_variants) >= 0,
+            "crop_scale": 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
+            "text_noise_std": self.text_noise_std >= 0, "text_noise_at": self.text_noise_at in ("raw", "normalized"),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid TrainConfig value(s) for {bad}: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
+
+    def caption_ids(self) -> tuple[int, ...]:
+        """The captions this run trains on (and that CLIPMem's first term averages over)."""
+        return (0,) if self.caption_mode == "first" else tuple(range(self.n_captions))
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def lr_at(step: int, total: int, base: float, warmup: float) -> float:
+    """Linear warm-up over ``warmup·total`` steps, then cosine decay to 0."""
+    w = max(1, round(warmup * total))
+    if step < w:
+        return base * (step + 1) / w
+    return 0.5 * base * (1 + math.cos(math.pi * (step - w) / max(1, total - w)))
+
+
+def choose_views(n_pos: int, choices: Sequence[int], mode: str, epoch: int, seed: int, salt: int) -> np.ndarray:
+    """Which caption (or image variant) each training position uses in ``epoch``.
+
+    "first": ``choices[0]``; "random": uniform per step; "balanced": each position walks its own
+    fixed permutation of ``choices``, so over ``len(choices)·m`` epochs every choice is used
+    exactly ``m`` times (Table 3's balanced sampling).
+    """
+    choices = np.asarray(choices)
+    if mode == "first" or len(choices) == 1:
+        return np.full(n_pos, choices[0])
+    if mode == "random":
+        return choices[np.random.default_rng([seed, salt, epoch]).integers(0, len(choices), n_pos)]
+    perm = np.random.default_rng([seed, salt]).permuted(np.tile(np.arange(len(choices)), (n_pos, 1)), axis=1)
+    return choices[perm[:, epoch % len(choices)]]
+
+
+def noisy_text_features(raw: torch.Tensor, std: float, at: str, generator: torch.Generator | None) -> torch.Tensor:
+    """L2-normalised text embeddings with N(0, std²) noise added (Sec. 4.6); training only.
+
+    ``at="raw"`` adds it to open_clip's raw text features, ``"normalized"`` to the unit embedding;
+    either way the result is renormalised before the similarity.
+    """
+    if std == 0:
+        return F.normalize(raw, dim=-1)
+    x = raw if at == "raw" else F.normalize(raw, dim=-1)
+    noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype) * std
+    return F.normalize(x + noise, dim=-1)
+
+
+class _Forward(torch.nn.Module):
+    """Image embeddings (normalised) and raw text features in one forward, so DDP can wrap it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image, text):
+        return self.model.encode_image(image, normalize=True), self.model.encode_text(text), self.model.logit_scale.exp()
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Batch ``j`` of an epoch: uint8 images and token ids (lets a DataLoader prefetch file images)."""
+
+    def __init__(self, images, tokens, specs, size):
+        self.images, self.tokens, self.specs, self.size = images, tokens, specs, size
+
+    def __len__(self):
+        return len(self.specs)
+
+    def __getitem__(self, j):
+        idx, var, cap = self.specs[j]
+        return self.images.batch(idx, var, self.size), self.tokens[torch.as_tensor(idx), torch.as_tensor(cap)]
+
+
+def _save_atomic(obj, path: pathlib.Path):
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequence[int], cfg: TrainConfig, *,
+               device: torch.device | str | None = None, checkpoint: str | os.PathLike | None = None,
+               progress: bool = True, num_workers: int = 0, desc: str = "train",
+               on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None) -> list[dict]:
+    """Train ``model`` in place on pairs ``indices`` (in this order: position i ↔ indices[i]).
+
+    ``tokens`` is (N, K, context) from :meth:`CaptionTokenizer.tokenize_pairs`.  With ``checkpoint``
+    a state file is written atomically after every epoch and a run restarts from it.  Returns the
+    per-epoch history (loss, lr, logit scale, noise-to-signal norm ratio, samples/s).
+    """
+    device = torch.device(device) if device is not None else default_device()
+    indices = np.asarray(indices, dtype=np.int64)
+    if len(indices) < cfg.batch_size:
+        raise ValueError(f"{len(indices)} training pairs is fewer than one batch of {cfg.batch_size}")
+    if cfg.n_captions > tokens.shape[1]:
+        raise ValueError(f"n_captions={cfg.n_captions} but the data has only {tokens.shape[1]} captions per pair")
+    if max(cfg.image_variants) >= images.n_variants:
+        raise ValueError(f"image_variants={cfg.image_variants} but the data has {images.n_variants} variant(s) per pair")
+    world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
+    model.to(device).train()
+    fwd = _Forward(model)
+    if world > 1:
+        fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_fn = ClipLoss(local_loss=world > 1, gather_with_grad=world > 1, rank=rank, world_size=world)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "logit_scale" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "logit_scale" in n]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    steps_per_epoch = len(indices) // cfg.batch_size  # the last partial batch is dropped, as open_clip does
+    total = steps_per_epoch * cfg.epochs
+    history, start = [], 0
+    ckpt = pathlib.Path(checkpoint) if checkpoint else None
+    if ckpt and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        history, start = list(state["history"]), int(state["epoch"]) + 1
+    size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+    use_bf16 = device.type == "cuda"
+    bar = tqdm(total=total, initial=start * steps_per_epoch, desc=desc, disable=not progress or rank != 0,
+               mininterval=2.0, dynamic_ncols=True)
+    for epoch in range(start, cfg.epochs):
+        t0, losses, ratios = time.perf_counter(), [], []
+        order = np.random.default_rng([cfg.seed, 0, epoch]).permutation(len(indices))
+        caps = choose_views(len(indices), cfg.caption_ids(), cfg.caption_mode, epoch, cfg.seed, 1)
+        vars_ = choose_views(len(indices), cfg.image_variants, cfg.variant_mode, epoch, cfg.seed, 2)
+        specs = []
+        for s in range(steps_per_epoch):
+            pos = order[s * cfg.batch_size:(s + 1) * cfg.batch_size][rank::world]
+            specs.append((indices[pos], vars_[pos], caps[pos]))
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([cfg.seed, 3, epoch]).integers(2**62)))
+        loader = torch.utils.data.DataLoader(_Batches(images, tokens, specs, size), batch_size=None,
+                                             num_workers=num_workers, shuffle=False)
+        for s, (img, txt) in enumerate(loader):
+            step = epoch * steps_per_epoch + s
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, cfg.lr, cfg.warmup)
+            img = random_resized_crop(to_model_input(img.to(device, non_blocking=True)), gen, cfg.crop_scale)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                img_f, raw_txt, scale = fwd(img, txt.to(device, non_blocking=True))
+                txt_f = noisy_text_features(raw_txt.float(), cfg.text_noise_std, cfg.text_noise_at, gen)
+                loss = loss_fn(img_f.float(), txt_f, scale.float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            losses.append(loss.item())
+            if cfg.text_noise_std > 0:
+                ref = raw_txt if cfg.text_noise_at == "raw" else F.normalize(raw_txt, dim=-1)
+                ratios.append(cfg.text_noise_std * math.sqrt(ref.shape[-1]) / ref.float().norm(dim=-1).mean().item())
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", refresh=False)
+        dt = time.perf_counter() - t0
+        history.append(dict(epoch=epoch, loss=float(np.mean(losses)), lr=opt.param_groups[0]["lr"],
+                            logit_scale=float(model.logit_scale.detach().exp()), seconds=dt,
+                            samples_per_s=steps_per_epoch * cfg.batch_size / dt,
+                            noise_to_signal=float(np.mean(ratios)) if ratios else 0.0))
+        if ckpt and rank == 0:
+            _save_atomic(dict(model=model.state_dict(), optimizer=opt.state_dict(), epoch=epoch, history=history), ckpt)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, model)
+    bar.close()
+    model.eval()
+    return history
