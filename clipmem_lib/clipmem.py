@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["alignment_scores", "clipmem", "range_normalise", "clipmem_frame", "subset_means", "test_pairs"]
+__all__ = ["alignment_scores", "clipmem", "range_normalise", "clipmem_frame", "subset_means", "sample_test_pairs"]
 
 
 def alignment_scores(img_views: torch.Tensor, txt: torch.Tensor, test_img: torch.Tensor,
@@ -46,7 +46,7 @@ def range_normalise(scores: np.ndarray) -> np.ndarray:
     return scores / rng if rng > 0 else np.zeros_like(scores)
 
 
-def test_pairs(external: np.ndarray, n_test: int | None, seed: int = 0) -> np.ndarray:
+def sample_test_pairs(external: np.ndarray, n_test: int | None, seed: int = 0) -> np.ndarray:
     """T_test: ``n_test`` random pairs of S_E (the paper's N−1 for batch size N; None = all of S_E)."""
     external = np.asarray(external)
     if n_test is None:

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .clipmem import alignment_scores, clipmem_frame, test_pairs
+from .clipmem import alignment_scores, clipmem_frame, sample_test_pairs
+from .probes import probe_accuracy, retrieval_at_1
+from .sslmem import image_alignment_loss, sslmem, text_alignment_loss
 from .data import PairData
 from .embed import embed_images, embed_texts
 from .models import CaptionTokenizer, create_model, tokenizer_for
@@ -22,7 +24,7 @@ from .splits import Splits
 from .store import RunStore, config_key
 from .train import TrainConfig, train_clip
 
-__all__ = ["TrainedModel", "fit_clip", "train_pair", "model_embeddings", "score_clipmem"]
+__all__ = ["TrainedModel", "fit_clip", "train_pair", "model_embeddings", "score_clipmem", "score_sslmem", "utility"]
 
 
 @dataclasses.dataclass
@@ -121,7 +123,7 @@ def score_clipmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
     subsets = splits.subsets()
     idx = np.concatenate(list(subsets.values()))
     names = np.concatenate([[k] * len(v) for k, v in subsets.items()])
-    tst = test_pairs(splits.external, n_test, seed)
+    tst = sample_test_pairs(splits.external, n_test, seed)
     store = store if store is not None else RunStore("runs")
 
     def compute():
@@ -134,3 +136,40 @@ def score_clipmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
 
     cfg = dict(f=f.key, g=g.key, indices=idx, test=tst, captions=data.caption_digest(idx), n_crops=n_crops, seed=seed)
     return store.frame("clipmem", cfg, compute)
+
+
+def score_sslmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, *, n_crops: int = 5,
+                 crop_scale=(0.5, 1.0), seed: int = 0, store: RunStore | None = None, device=None) -> pd.DataFrame:
+    """SSLMem (Eq. 1–2) of CLIP's image encoder (``n_crops`` crops) and text encoder (all captions as
+    augmentations) for S_S, S_C, S_I and S_E (Fig. 3), raw and range-normalised."""
+    subsets = splits.subsets()
+    idx = np.concatenate(list(subsets.values()))
+    all_caps = tuple(range(data.n_captions))
+    loss = {}
+    for name, m in (("f", f), ("g", g)):
+        img, txt = model_embeddings(m, data, idx, n_crops=n_crops, crop_scale=crop_scale, caption_ids=all_caps,
+                                    seed=seed, store=store, device=device)
+        loss[name] = (image_alignment_loss(img), text_alignment_loss(txt))
+    df = pd.DataFrame(dict(index=idx, subset=np.concatenate([[k] * len(v) for k, v in subsets.items()])))
+    for j, enc in enumerate(("image", "text")):
+        df[f"sslmem_{enc}_raw"] = sslmem(loss["f"][j], loss["g"][j], normalise=False)
+        df[f"sslmem_{enc}"] = sslmem(loss["f"][j], loss["g"][j])
+    return df
+
+
+def utility(trained: TrainedModel, probe: PairData, heldout: PairData | None = None,
+            heldout_indices: Sequence[int] | None = None, *, seeds=(0, 1, 2), store: RunStore | None = None,
+            device=None) -> dict:
+    """Linear-probe accuracy (mean ± std over ``seeds``) on ``probe``'s labels, and, if given,
+    image→text R@1 on held-out pairs (first caption)."""
+    if probe.labels is None:
+        raise ValueError(f"{probe.name} has no labels to probe")
+    feats, _ = model_embeddings(trained, probe, np.arange(len(probe)), n_crops=0, caption_ids=(0,), store=store,
+                                device=device)
+    mean, std = probe_accuracy(feats[:, 0].numpy(), probe.labels, seeds=seeds)
+    out = dict(lp_acc=mean, lp_std=std)
+    if heldout is not None:
+        img, txt = model_embeddings(trained, heldout, heldout_indices, n_crops=0, caption_ids=(0,), store=store,
+                                    device=device)
+        out["r_at_1"] = retrieval_at_1(img[:, 0], txt[:, 0])
+    return out

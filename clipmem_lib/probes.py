@@ -1,0 +1,39 @@
+"""Utility of a trained CLIP: linear-probe accuracy on frozen image features (the paper's LP acc,
+Tables 1, 3, 5–8) and held-out image→text retrieval R@1 (CPU_SCALE.md: the more sensitive figure
+at small scale).  Probes use scikit-learn's logistic regression.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+__all__ = ["linear_probe", "probe_accuracy", "retrieval_at_1"]
+
+
+def linear_probe(train_x, train_y, test_x, test_y, *, C: float = 1.0, max_iter: int = 2000) -> float:
+    """Accuracy of a standardised multinomial logistic regression fit on (train_x, train_y)."""
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    clf.fit(np.asarray(train_x), np.asarray(train_y))
+    return float(clf.score(np.asarray(test_x), np.asarray(test_y)))
+
+
+def probe_accuracy(features, labels, *, n_fit: float = 2 / 3, seeds=(0, 1, 2), C: float = 1.0) -> tuple[float, float]:
+    """Mean ± std linear-probe accuracy over random fit/test splits, one per seed (the paper's ± columns)."""
+    x, y = np.asarray(features), np.asarray(labels)
+    k = int(round(n_fit * len(y)))
+    if not 0 < k < len(y):
+        raise ValueError(f"n_fit={n_fit} leaves no fit or no test points among {len(y)}")
+    accs = []
+    for s in seeds:
+        p = np.random.default_rng(s).permutation(len(y))
+        accs.append(linear_probe(x[p[:k]], y[p[:k]], x[p[k:]], y[p[k:]], C=C))
+    return float(np.mean(accs)), float(np.std(accs))
+
+
+def retrieval_at_1(image_emb: torch.Tensor, text_emb: torch.Tensor) -> float:
+    """Image→text R@1: fraction of images whose own caption is the most similar text (chance 1/P)."""
+    sims = torch.as_tensor(image_emb) @ torch.as_tensor(text_emb).T
+    return float((sims.argmax(1) == torch.arange(len(sims))).float().mean())
