@@ -1,0 +1,66 @@
+"""Training throughput: the library's trainer vs a bare open_clip loop on the same model and batches.
+
+Prints samples/s for each and their ratio (trainer / bare; 1.0 = no overhead), plus the effect of
+the trimmed vocabulary (CPU_SCALE.md measured 1.75×).  Usage: python benchmarks/train_throughput.py [--steps 30]
+"""
+import argparse
+import math
+import time
+
+import torch
+from open_clip.loss import ClipLoss
+
+from clipmem_lib.augment import to_model_input
+from clipmem_lib.models import create_model, tokenizer_for
+from clipmem_lib.scenes import SceneConfig, make_scenes
+from clipmem_lib.train import TrainConfig, default_device, train_clip
+
+
+def bare_loop(model, images, tokens, steps, batch, device):
+    """The minimal open_clip loop: forward, ClipLoss, AdamW step, logit-scale clamp (no augmentation)."""
+    model.to(device).train()
+    opt, loss_fn = torch.optim.AdamW(model.parameters(), lr=1.2e-3), ClipLoss()
+    n = images.shape[0]
+    t0 = time.perf_counter()
+    for s in range(steps):
+        idx = torch.arange(s * batch, (s + 1) * batch) % n
+        img_f, txt_f, scale = model(to_model_input(images[idx].to(device)), tokens[idx, 0].to(device))
+        loss = loss_fn(img_f, txt_f, scale)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--model", default="clipmem-tiny")
+    a = ap.parse_args()
+    device = default_device()
+    data = make_scenes(SceneConfig(n=a.steps * a.batch // 2 + a.batch, seed=0))
+    n = a.steps * a.batch // 2  # two epochs of `steps / 2` steps each for the trainer
+    tok = tokenizer_for(a.model, data)
+    full = tokenizer_for(a.model, data, trim=False)
+    rows = {}
+    for name, t in (("trimmed vocab", tok), ("full vocab", full)):
+        tokens = t.tokenize_pairs(data)
+        bare_loop(create_model(a.model, t.vocab_size), data.images.pixels[:, 0], tokens, 3, a.batch, device)  # warm-up
+        bare = bare_loop(create_model(a.model, t.vocab_size), data.images.pixels[:, 0], tokens, a.steps, a.batch, device)
+        m = create_model(a.model, t.vocab_size)
+        t0 = time.perf_counter()
+        train_clip(m, data.images, tokens, range(n), TrainConfig(epochs=2, batch_size=a.batch), device=device,
+                   progress=False)
+        ours = a.steps * a.batch / (time.perf_counter() - t0)
+        rows[name] = (bare, ours)
+        print(f"{name:14s} bare open_clip loop {bare:8.0f} samples/s | clipmem_lib trainer {ours:8.0f} samples/s "
+              f"| ratio trainer/bare {ours / bare:.2f}")
+    print(f"trimmed / full vocabulary speed-up (trainer): {rows['trimmed vocab'][1] / rows['full vocab'][1]:.2f}x "
+          f"on {device} with {torch.get_num_threads()} threads, model {a.model}, batch {a.batch}")
+
+
+if __name__ == "__main__":
+    main()
