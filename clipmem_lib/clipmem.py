@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["alignment_scores", "clipmem", "range_normalise", "clipmem_frame", "subset_means", "sample_test_pairs"]
+__all__ = ["alignment_terms", "alignment_scores", "clipmem", "range_normalise", "clipmem_frame", "subset_means", "sample_test_pairs"]
 
 
-def alignment_scores(img_views: torch.Tensor, txt: torch.Tensor, test_img: torch.Tensor,
-                     test_txt: torch.Tensor) -> np.ndarray:
-    """A_align (Eq. 3) for P pairs under one model.
+def alignment_terms(img_views: torch.Tensor, txt: torch.Tensor, test_img: torch.Tensor,
+                    test_txt: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three expectations of Eq. 3 for P pairs under one model: (pair term, test-caption term,
+    test-image term); A_align is the first minus the other two.
 
     img_views: (P, 1+K, d) unit embeddings, view 0 un-augmented, views 1..K the crops Aug(I)
                (K = 0 uses the un-augmented image in the first term);
@@ -31,7 +32,13 @@ def alignment_scores(img_views: torch.Tensor, txt: torch.Tensor, test_img: torch
     first = (aug * cap).sum(-1)
     second = plain @ test_txt.mean(1).mean(0)
     third = cap @ test_img.mean(0)
-    return (first - second - third).double().numpy()
+    return tuple(t.double().numpy() for t in (first, second, third))
+
+
+def alignment_scores(img_views, txt, test_img, test_txt) -> np.ndarray:
+    """A_align (Eq. 3) for P pairs under one model; arguments as in :func:`alignment_terms`."""
+    first, second, third = alignment_terms(img_views, txt, test_img, test_txt)
+    return first - second - third
 
 
 def clipmem(align_f: np.ndarray, align_g: np.ndarray) -> np.ndarray:

@@ -21,10 +21,36 @@ from .data import PairData
 from .embed import embed_images, embed_texts
 from .models import CaptionTokenizer, create_model, tokenizer_for
 from .splits import Splits
-from .store import RunStore, config_key
+from .store import RunStore, config_key, project_path
+from .datasets import load_dataset
+from .splits import make_splits
 from .train import TrainConfig, train_clip
 
-__all__ = ["TrainedModel", "fit_clip", "train_pair", "model_embeddings", "score_clipmem", "score_sslmem", "utility"]
+__all__ = ["Setup", "setup", "TrainedModel", "fit_clip", "train_pair", "model_embeddings", "score_clipmem", "score_sslmem", "utility"]
+
+
+@dataclasses.dataclass
+class Setup:
+    """What every notebook derives from its parameters: data, splits, store, training config, device."""
+
+    data: PairData
+    splits: Splits
+    store: RunStore
+    train: TrainConfig
+    device: str
+
+
+def setup(P) -> Setup:
+    """Build the :class:`Setup` from a notebook's checked parameters ``P`` (see notebooks/)."""
+    data = load_dataset(P.data_source, P.data_path, n_pairs=P.n_pairs, image_size=P.image_size,
+                        n_variants=getattr(P, "n_variants", 1), seed=P.seed)
+    splits = make_splits(len(data), P.n_candidates, P.n_external, None if P.n_shared < 0 else P.n_shared, seed=P.seed)
+    if P.device not in ("cpu", "cuda") and not P.device.startswith("cuda:"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {P.device!r}")
+    if P.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={P.device!r} but no CUDA GPU is visible; use -p device cpu")
+    cfg = TrainConfig(epochs=P.epochs, batch_size=P.batch_size, lr=P.lr, warmup=P.warmup, seed=P.seed)
+    return Setup(data, splits, RunStore(project_path(P.runs_dir)), cfg, P.device)
 
 
 @dataclasses.dataclass

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["RunStore", "config_key"]
+__all__ = ["RunStore", "config_key", "project_path"]
 
 
 def _canon(obj):
@@ -35,6 +35,19 @@ def _canon(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def project_path(path: str | os.PathLike) -> pathlib.Path:
+    """``path`` itself if absolute, else relative to the project root (the nearest folder above the
+    working directory holding ``_config.yml``), so notebooks run from ``notebooks/`` by nbval and from
+    the root by papermill share one runs folder."""
+    p = pathlib.Path(path)
+    if p.is_absolute():
+        return p
+    for d in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents):
+        if (d / "_config.yml").exists():
+            return d / p
+    return p.resolve()
 
 
 def config_key(config) -> str:

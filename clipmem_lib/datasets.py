@@ -1,0 +1,36 @@
+"""One entry point from notebook parameters to a :class:`PairData`: the built-in scenes or real data."""
+from __future__ import annotations
+
+import pathlib
+
+from .data import PairData
+from .scenes import SceneConfig, make_scenes
+
+__all__ = ["load_dataset", "SOURCES"]
+
+SOURCES = ("builtin", "coco", "csv", "webdataset")
+
+
+def load_dataset(source: str = "builtin", path: str = "", *, n_pairs: int = 2000, image_size: int = 32,
+                 n_variants: int = 1, seed: int = 0) -> PairData:
+    """The training data of a run.
+
+    builtin:    :func:`make_scenes` with ``n_pairs``, ``image_size``, ``n_variants`` and ``seed``;
+    coco:       ``path`` is the COCO root with ``annotations/captions_train2017.json`` and ``train2017/``;
+    csv:        ``path`` is an OpenCLIP CSV (tab-separated ``filepath``/``title``);
+    webdataset: ``path`` is a shard pattern such as ``cc3m/{00000..00099}.tar``.
+    """
+    if source == "builtin":
+        return make_scenes(SceneConfig(n=n_pairs, image_size=image_size, n_variants=n_variants, seed=seed))
+    if source not in SOURCES:
+        raise ValueError(f"unknown data_source {source!r}; choose one of {', '.join(SOURCES)}")
+    if not path:
+        raise ValueError(f"data_source={source!r} needs data_path (e.g. papermill -p data_path /data/coco)")
+    from . import loaders
+
+    if source == "coco":
+        root = pathlib.Path(path)
+        return loaders.load_coco(root / "annotations" / "captions_train2017.json", root / "train2017")
+    if source == "csv":
+        return loaders.load_csv(path)
+    return loaders.load_webdataset(path)
