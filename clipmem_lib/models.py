@@ -81,8 +81,10 @@ class CaptionTokenizer:
         return self(flat).view(len(data), k, self.context_length)
 
 
-def tokenizer_for(name: str, data: PairData | None = None, trim: bool = True) -> CaptionTokenizer:
-    """The tokenizer for model ``name``; trimmed to ``data``'s captions when ``trim`` is set."""
+def tokenizer_for(name: str, data: PairData | None = None, trim: bool | None = None) -> CaptionTokenizer:
+    """The tokenizer for model ``name``, trimmed to ``data``'s captions if ``trim`` (default: trim for
+    this package's small CPU configs, keep open_clip's full vocabulary for the paper's models)."""
     ctx = model_config(name)["text_cfg"].get("context_length", 77)
+    trim = (CONFIG_DIR / f"{name}.json").exists() if trim is None else trim
     corpus = [c for cs in data.captions for c in cs] if (trim and data is not None) else None
     return CaptionTokenizer(ctx, corpus)
