@@ -1,0 +1,105 @@
+"""UnitMem (Wang et al., NeurIPS 2024; paper Sec. 4.5, Fig. 4): how much single units specialise on
+single training points, per transformer layer.
+
+For unit u and point x, mu_u(x) is u's activation averaged over all tokens (CLS included) and over
+the augmentations of x. With mu_max,u = max_x mu_u(x) and mu_-max,u the mean (or, as in the
+reference code, the median) of mu_u over the other points:
+
+    UnitMem(u) = (mu_max,u − mu_-max,u) / (mu_max,u + mu_-max,u)
+
+**Negative activations.** open_clip's MLP uses GELU, whose output dips to −0.17. The ratio is only
+meaningful for non-negative activations, so mean activations are clamped at 0 before the formula
+("a negative mean response counts as no response"); a unit whose clamped activations are all 0 scores 0.
+
+:class:`UnitActivations` streams mu_u(x) with forward hooks on every block's ``mlp.gelu``: it keeps
+one running sum per (point, unit), so memory grows with units × points, never × augmentations.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["unitmem", "UnitActivations", "gelu_blocks"]
+
+
+def unitmem(mu: torch.Tensor | np.ndarray, reduce: str = "median") -> np.ndarray:
+    """UnitMem per unit from mean activations ``mu`` of shape (points, units)."""
+    mu = torch.as_tensor(mu, dtype=torch.float64).clamp(min=0)
+    if mu.shape[0] < 2:
+        raise ValueError("UnitMem needs at least two points")
+    top, arg = mu.max(0)
+    others = mu.clone()
+    others[arg, torch.arange(mu.shape[1])] = float("nan")  # drop the arg-max point of each unit
+    if reduce == "median":
+        rest = others.nanmedian(0).values
+    elif reduce == "mean":
+        rest = others.nanmean(0)
+    else:
+        raise ValueError(f"reduce must be 'median' or 'mean', got {reduce!r}")
+    denom = top + rest
+    return torch.where(denom > 0, (top - rest) / denom.clamp(min=1e-12), torch.zeros_like(denom)).numpy()
+
+
+def gelu_blocks(tower) -> list[torch.nn.Module]:
+    """The ``mlp.gelu`` modules of a tower's transformer blocks (``model.visual`` or ``model``'s text
+    transformer), in depth order."""
+    blocks = tower.transformer.resblocks
+    return [b.mlp.gelu for b in blocks]
+
+
+class UnitActivations:
+    """Accumulate token-averaged activations per point and unit over repeated passes (augmentations).
+
+    Usage::
+
+        acts = UnitActivations(gelu_blocks(model.visual), n_points=len(idx))
+        for aug in range(10):
+            for batch_positions, images in batches:       # positions 0..n_points-1
+                with acts.recording(batch_positions):
+                    model.encode_image(augment(images))
+        mu = acts.means()                                  # list, one (n_points, units) tensor per layer
+    """
+
+    def __init__(self, modules: Sequence[torch.nn.Module], n_points: int):
+        self.modules, self.n_points = list(modules), n_points
+        self.sums: list[torch.Tensor | None] = [None] * len(self.modules)
+        self.counts = torch.zeros(n_points, dtype=torch.float64)
+        self._positions = None
+        self._handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.modules)]
+
+    def _hook(self, layer):
+        def fn(_module, _inp, out):
+            if self._positions is None:
+                return
+            act = out.detach().float().mean(dim=1) if out.dim() == 3 else out.detach().float()  # mean over tokens
+            if self.sums[layer] is None:
+                self.sums[layer] = torch.zeros(self.n_points, act.shape[-1], dtype=torch.float64)
+            self.sums[layer].index_add_(0, self._positions, act.double().cpu())
+        return fn
+
+    class _Recording:
+        def __init__(self, owner, positions):
+            self.owner, self.positions = owner, torch.as_tensor(positions, dtype=torch.long)
+
+        def __enter__(self):
+            self.owner._positions = self.positions
+
+        def __exit__(self, *exc):
+            self.owner.counts.index_add_(0, self.positions, torch.ones(len(self.positions), dtype=torch.float64))
+            self.owner._positions = None
+
+    def recording(self, positions):
+        """Context manager: activations of the forward passes inside belong to these point positions."""
+        return self._Recording(self, positions)
+
+    def means(self) -> list[torch.Tensor]:
+        """mu per layer: (n_points, units) mean activation over tokens and recorded passes."""
+        if (self.counts == 0).any():
+            raise ValueError(f"{int((self.counts == 0).sum())} points were never recorded")
+        return [s / self.counts[:, None] for s in self.sums]
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()

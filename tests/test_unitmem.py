@@ -1,0 +1,63 @@
+"""UnitMem on activations with known answers, and the streaming statistics against a direct computation."""
+import numpy as np
+import pytest
+import torch
+
+from clipmem_lib.models import create_model
+from clipmem_lib.unitmem import UnitActivations, gelu_blocks, unitmem
+
+
+def test_known_answers():
+    mu = torch.zeros(6, 4)
+    mu[2, 0] = 3.0                     # unit 0 fires for exactly one point -> 1
+    mu[:, 1] = 0.7                     # unit 1 fires uniformly -> 0
+    mu[:, 2] = torch.tensor([1.0, 1, 1, 1, 1, 3])  # max 3, others 1 -> (3-1)/(3+1) = 0.5
+    mu[:, 3] = -0.1                    # GELU's negative dip only: clamped to 0 -> 0, no division by zero
+    u = unitmem(mu)
+    np.testing.assert_allclose(u, [1.0, 0.0, 0.5, 0.0])
+
+
+def test_mean_vs_median_and_negative_handling():
+    mu = torch.tensor([[4.0], [2.0], [0.0], [0.0], [-0.15]])
+    # others = [2, 0, 0, 0 (clamped)]: median 0 -> 1; mean 0.5 -> 3.5/4.5
+    assert unitmem(mu, "median")[0] == pytest.approx(1.0)
+    assert unitmem(mu, "mean")[0] == pytest.approx(3.5 / 4.5)
+    with pytest.raises(ValueError, match="reduce"):
+        unitmem(mu, "max")
+
+
+def test_streaming_equals_direct():
+    torch.manual_seed(0)
+    model = create_model("clipmem-tiny", vocab_size=64, seed=0).eval()
+    images = torch.randn(10, 3, 32, 32)
+    mods = gelu_blocks(model.visual)
+    acts = UnitActivations(mods, n_points=10)
+    captured = {i: [] for i in range(len(mods))}
+    hooks = [m.register_forward_hook(lambda mod, i, o, k=k: captured[k].append(o.detach().mean(1)))
+             for k, m in enumerate(mods)]
+    n_aug = 3
+    with torch.no_grad():
+        for a in range(n_aug):
+            noisy = images + 0.1 * torch.randn_like(images)
+            for pos in (torch.arange(0, 6), torch.arange(6, 10)):  # two batches per augmentation
+                with acts.recording(pos):
+                    model.encode_image(noisy[pos])
+    for h in hooks:
+        h.remove()
+    acts.remove()
+    mu = acts.means()
+    assert len(mu) == 2 and mu[0].shape == (10, 4 * 64)  # 2 blocks, MLP width 4 x 64
+    for k in range(2):
+        per_aug = torch.stack([torch.cat(captured[k][2 * a:2 * a + 2]) for a in range(n_aug)])  # (aug, points, units)
+        torch.testing.assert_close(mu[k].float(), per_aug.mean(0), rtol=1e-5, atol=1e-6)
+    # the accumulator holds points x units, not augmentations
+    assert all(s.shape == (10, 256) for s in acts.sums)
+
+
+def test_unrecorded_points_are_an_error():
+    model = create_model("clipmem-tiny", vocab_size=64).eval()
+    acts = UnitActivations(gelu_blocks(model.visual), n_points=3)
+    with torch.no_grad(), acts.recording([0, 1]):
+        model.encode_image(torch.randn(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="1 points were never recorded"):
+        acts.means()
