@@ -11,6 +11,7 @@ STAMP    := $(VENV)/.installed
 .PHONY: book test notebooks html benchmark clean
 
 $(STAMP): requirements.txt pyproject.toml
+	@# first use: a local .venv with the pinned stack (torch 2.14.1 comes from this machine's disk)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
@@ -27,7 +28,7 @@ html: $(STAMP)
 book: notebooks html
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/train_throughput.py

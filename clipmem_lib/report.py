@@ -11,6 +11,8 @@ import pathlib
 
 import pandas as pd
 
+from .store import project_path
+
 __all__ = ["claim", "claims_table", "save_claims", "load_claims", "verdict"]
 
 COLUMNS = ["section", "claim", "what", "paper", "this run", "held"]
@@ -32,8 +34,8 @@ def claims_table(rows: list[dict]) -> pd.DataFrame:
 
 
 def save_claims(table: pd.DataFrame, name: str, results_dir: str | os.PathLike) -> pathlib.Path:
-    """Write ``table`` to ``results_dir/name.csv`` atomically."""
-    d = pathlib.Path(results_dir)
+    """Write ``table`` to ``results_dir/name.csv`` atomically (relative paths: from the project root)."""
+    d = project_path(results_dir)
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / f".{name}.csv.tmp"
     table.to_csv(tmp, index=False)
@@ -43,7 +45,7 @@ def save_claims(table: pd.DataFrame, name: str, results_dir: str | os.PathLike) 
 
 def load_claims(results_dir: str | os.PathLike) -> pd.DataFrame:
     """All saved tables, in file-name (= notebook) order; an empty table if there are none."""
-    files = sorted(pathlib.Path(results_dir).glob("*.csv"))
+    files = sorted(project_path(results_dir).glob("*.csv"))
     if not files:
         return claims_table([])
     return pd.concat([pd.read_csv(f, keep_default_na=False, dtype=str) for f in files], ignore_index=True)

@@ -1,0 +1,271 @@
+"""Run the chapter notebooks with papermill for a profile, then let Jupyter Book render them.
+
+    python -m clipmem_lib.book run --profile cpu                 # what `make book` does first
+    python -m clipmem_lib.book run --profile paper --data /data/coco
+    python -m clipmem_lib.book run --only 02_memorisation --set epochs=10
+    python -m clipmem_lib.book strip                             # clear outputs of notebooks/ before a commit
+    python -m clipmem_lib.book refresh                           # re-run sources at defaults, store nbval outputs
+
+A profile (``profiles/<name>.yaml``) has ``common:`` parameters, given to every notebook that declares
+them, and ``notebooks: {stem: {...}}`` for one notebook.  A value ``???`` must be supplied (``--data``
+fills ``data_path``).  Every parameter is checked against the notebooks' parameters cells before any
+kernel starts.  Each notebook is executed into a temporary file and moved into place only when it
+succeeds; a failed one is kept as ``<out>/failed/<stem>.ipynb``, the others still run, and the command
+exits non-zero after listing every failure.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import pathlib
+import sys
+import time
+
+import nbformat
+import yaml
+
+from .params import ParameterError, listing_of, parse_declarations, validate
+from .store import project_path
+
+__all__ = ["load_profile", "declared_parameters", "plan", "run_notebooks", "strip_outputs", "main"]
+
+REQUIRED = "???"
+KEEP_TAG = "nbval-check-output"
+
+
+def load_profile(name: str) -> dict:
+    """``profiles/<name>.yaml`` (or a YAML path) as ``{"common": {...}, "notebooks": {stem: {...}}}``."""
+    path = pathlib.Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = project_path("profiles") / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in project_path("profiles").glob("*.yaml"))
+        raise ParameterError(f"profile {name!r} not found ({path}); known profiles: {', '.join(known)}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    extra = set(raw) - {"common", "notebooks", "description"}
+    if extra or not isinstance(raw.get("common", {}), dict) or not isinstance(raw.get("notebooks", {}), dict):
+        raise ParameterError(f"{path}: expected the keys common: {{...}} and notebooks: {{stem: {{...}}}}"
+                             + (f", found {sorted(extra)}" if extra else ""))
+    return {"common": dict(raw.get("common") or {}),
+            "notebooks": {k: dict(v or {}) for k, v in (raw.get("notebooks") or {}).items()}}
+
+
+def declared_parameters(notebook) -> dict:
+    """The parameters a notebook declares, from its cell tagged ``parameters``."""
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ParameterError(f"{notebook}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+    return parse_declarations(cells[0].source)
+
+
+def plan(notebooks, profile: dict, sets: dict | None = None, data: str | None = None,
+         fixed: dict | None = None) -> dict[pathlib.Path, dict]:
+    """The checked parameters for each notebook. Precedence: profile common < profile notebook < ``sets``
+    < ``data`` (as ``data_path``) < ``fixed`` (paths the runner owns).  Raises one :class:`ParameterError`
+    listing every problem: an unknown name, a wrong type, a required (``???``) value left unset."""
+    decl = {pathlib.Path(nb): declared_parameters(nb) for nb in notebooks}
+    known = set().union(*decl.values()) if decl else set()
+    problems = []
+    for where, keys in (("the profile's common", profile["common"]), ("--set", sets or {})):
+        for k in keys:
+            if k not in known:
+                close = difflib.get_close_matches(k, sorted(known), n=1)
+                problems.append(f"{where} parameter {k!r} is not declared by any notebook"
+                                + (f" (did you mean {close[0]!r}?)" if close else ""))
+    out = {}
+    for path, d in decl.items():
+        given = {k: v for k, v in profile["common"].items() if k in d}
+        given.update(profile["notebooks"].get(path.stem, {}))
+        given.update({k: v for k, v in (sets or {}).items() if k in d})
+        if data and "data_path" in d:
+            given["data_path"] = data
+        given.update({k: v for k, v in (fixed or {}).items() if k in d})
+        missing = [k for k, v in given.items() if v == REQUIRED]
+        if missing:
+            problems.append(f"{path.stem}: {', '.join(missing)} must be given"
+                            + (" (--data PATH, or DATA=PATH with make)" if "data_path" in missing else " (--set)"))
+            continue
+        try:
+            out[path] = validate(d, given, where=path.stem, listing=False)
+            out[path] = {k: v for k, v in out[path].items() if k in given}  # papermill injects only what changed
+        except ParameterError as e:
+            problems.append(str(e))
+    if problems:
+        union = {k: v for d in decl.values() for k, v in d.items()}
+        raise ParameterError("\n".join(problems) + "\nvalid parameters (of all notebooks):\n" + listing_of(union))
+    return out
+
+
+@dataclasses.dataclass
+class Result:
+    notebook: str
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None, progress: bool = True) -> list[Result]:
+    """Execute every planned notebook into ``out_dir/<name>`` (atomically); keep going after failures."""
+    import papermill as pm
+
+    out_dir = pathlib.Path(out_dir)
+    (out_dir / "failed").mkdir(parents=True, exist_ok=True)
+    kernel = kernel or _default_kernel()
+    results = []
+    for src, params in planned.items():
+        dest, tmp, failed = out_dir / src.name, out_dir / f".{src.stem}.partial.ipynb", out_dir / "failed" / src.name
+        print(f"[book] {src.stem}: running with {params or 'defaults'}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name=kernel, progress_bar=progress,
+                                cwd=str(cwd or src.parent))
+        except Exception as e:  # noqa: BLE001 - every failure is collected and reported at the end
+            os.replace(tmp, failed) if tmp.exists() else None
+            dest.unlink(missing_ok=True)  # never render a stale chapter beside a failed run
+            msg = f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', str(e))}".strip()
+            results.append(Result(src.stem, False, time.perf_counter() - t0, msg))
+            print(f"[book] {src.stem}: FAILED after {results[-1].seconds:.0f} s: {msg}", flush=True)
+            continue
+        _hide_injected(tmp)
+        os.replace(tmp, dest)
+        failed.unlink(missing_ok=True)
+        results.append(Result(src.stem, True, time.perf_counter() - t0))
+        print(f"[book] {src.stem}: done in {results[-1].seconds:.0f} s", flush=True)
+    return results
+
+
+def _hide_injected(path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell``: the chapter prints its scale itself."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = tags + ["remove-cell"]
+    nbformat.write(nb, path)
+
+
+def _default_kernel() -> str:
+    """The project's ``clipmem`` kernel when installed (make does), else this interpreter's ``python3``."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return "clipmem" if "clipmem" in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def strip_outputs(nb):
+    """Clear outputs and execution counts, except in cells tagged ``nbval-check-output``: those keep
+    their outputs and a count (1, 2, ...), which nbval needs to compare them."""
+    kept = 0
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]
+        if cell.cell_type != "code":
+            continue
+        if KEEP_TAG in cell.metadata.get("tags", []) and cell.outputs:
+            kept += 1
+            cell.execution_count = kept
+            for out in cell.outputs:
+                if out.output_type == "execute_result":
+                    out.execution_count = kept
+        else:
+            cell.execution_count, cell.outputs = None, []
+    for key in ("papermill", "widgets"):
+        nb.metadata.pop(key, None)
+    return nb
+
+
+def _parse_sets(items) -> dict:
+    out = {}
+    for item in items or []:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise ParameterError(f"--set wants name=value, got {item!r}")
+        out[name.strip()] = yaml.safe_load(value)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m clipmem_lib.book", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute the chapter notebooks with papermill")
+    r.add_argument("--profile", default="cpu", help="profiles/<name>.yaml or a YAML path (default: cpu)")
+    r.add_argument("--data", default=None, help="data_path for the real-data profiles (e.g. the COCO root)")
+    r.add_argument("--runs", default="runs", help="the run store folder (default: runs)")
+    r.add_argument("--only", nargs="*", default=None, help="notebook stems to run (default: all)")
+    r.add_argument("--set", nargs="*", default=None, metavar="NAME=VALUE", help="override parameters (YAML values)")
+    r.add_argument("--src", default="notebooks", help="folder of the source notebooks")
+    r.add_argument("--out", default="book/generated", help="folder of the executed notebooks")
+    r.add_argument("--kernel", default=None, help="Jupyter kernel (default: clipmem if installed, else python3)")
+    r.add_argument("--no-progress", action="store_true", help="no papermill cell progress bar")
+    s = sub.add_parser("strip", help="clear outputs of source notebooks (keeps nbval-checked cells)")
+    s.add_argument("notebooks", nargs="*", help="default: notebooks/*.ipynb")
+    s.add_argument("--check", action="store_true", help="only report notebooks that are not stripped")
+    f = sub.add_parser("refresh", help="run source notebooks at their defaults and store the nbval-checked outputs")
+    f.add_argument("notebooks", nargs="*", help="default: notebooks/*.ipynb")
+    a = ap.parse_args(argv)
+
+    if a.cmd == "refresh":
+        import papermill as pm
+        import tempfile
+
+        for p in [pathlib.Path(p) for p in a.notebooks] or sorted(project_path("notebooks").glob("*.ipynb")):
+            with tempfile.TemporaryDirectory() as tmp:
+                done = pathlib.Path(tmp) / p.name
+                pm.execute_notebook(str(p), str(done), kernel_name=_default_kernel(), cwd=str(p.parent))
+                nbformat.write(strip_outputs(nbformat.read(done, as_version=4)), p)
+            print(f"refreshed {p}")
+        return 0
+
+    if a.cmd == "strip":
+        paths = [pathlib.Path(p) for p in a.notebooks] or sorted(project_path("notebooks").glob("*.ipynb"))
+        dirty = []
+        for p in paths:
+            nb = nbformat.read(p, as_version=4)
+            before = nbformat.writes(nb)
+            after = nbformat.writes(strip_outputs(nb))
+            if before != after:
+                dirty.append(p)
+                if not a.check:
+                    p.write_text(after + "\n" if not after.endswith("\n") else after)
+        print(("not stripped: " if a.check else "stripped: ") + (", ".join(map(str, dirty)) or "none"))
+        return 1 if (a.check and dirty) else 0
+
+    src = project_path(a.src)
+    notebooks = sorted(src.glob("*.ipynb"))
+    if a.only:
+        unknown = set(a.only) - {p.stem for p in notebooks}
+        if unknown:
+            print(f"error: no notebook {', '.join(sorted(unknown))} in {src}; have "
+                  f"{', '.join(p.stem for p in notebooks)}", file=sys.stderr)
+            return 2
+        notebooks = [p for p in notebooks if p.stem in a.only]
+    out = project_path(a.out)
+    try:
+        profile = load_profile(a.profile)
+        stray = set(profile["notebooks"]) - {p.stem for p in sorted(src.glob("*.ipynb"))}
+        if stray:
+            raise ParameterError(f"profile {a.profile!r} names notebook(s) {', '.join(sorted(stray))}, not in {src}")
+        planned = plan(notebooks, profile, _parse_sets(a.set), a.data,
+                       fixed={"runs_dir": str(project_path(a.runs)), "results_dir": str(out / "results")})
+    except ParameterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    results = run_notebooks(planned, out, kernel=a.kernel, cwd=project_path("."), progress=not a.no_progress)
+    print(f"\n[book] profile {a.profile}: {sum(r.ok for r in results)}/{len(results)} notebooks ran in "
+          f"{time.perf_counter() - t0:.0f} s")
+    for r in results:
+        print(f"  {'ok    ' if r.ok else 'FAILED'} {r.notebook:<20} {r.seconds:7.0f} s  {r.error}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"\n{len(failed)} notebook(s) failed; their executed copies are in {out / 'failed'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

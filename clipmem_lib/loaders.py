@@ -1,0 +1,224 @@
+"""Real image–caption data as :class:`~clipmem_lib.data.PairData`: COCO captions, OpenCLIP CSVs and
+img2dataset-style webdataset shards (e.g. CC3M).  Images stay on disk and are decoded lazily; loading
+only checks that they exist and fingerprints them from (name, size, mtime) without decoding.
+"""
+from __future__ import annotations
+
+import collections
+import glob
+import hashlib
+import json
+import os
+import re
+import stat
+import tarfile
+import warnings
+
+import pandas as pd
+
+from .data import FileImages, PairData
+
+__all__ = ["load_coco", "load_csv", "load_webdataset", "expand_braces", "TarMember"]
+
+
+def _digest(items) -> str:
+    return hashlib.sha256(json.dumps(sorted(items)).encode()).hexdigest()[:16]
+
+
+def _file_fingerprint(paths, labels, name: str) -> str:
+    """Check that every image file exists; hash the sorted (label, size, mtime_ns) of them."""
+    stats, missing = [], []
+    for p, lab in zip(paths, labels):
+        try:
+            st = os.stat(p)
+            if not stat.S_ISREG(st.st_mode):
+                raise FileNotFoundError(p)
+            stats.append((str(lab), st.st_size, st.st_mtime_ns))
+        except (FileNotFoundError, NotADirectoryError):
+            missing.append(str(p))
+    if missing:
+        raise FileNotFoundError(f"{name}: {len(missing)} of {len(stats) + len(missing)} image files not found, "
+                                f"e.g. {', '.join(missing[:5])}")
+    return _digest(stats)
+
+
+def load_coco(annotations, image_dir, *, max_captions: int = 5, name: str = "coco") -> PairData:
+    """COCO captions (``captions_train2017.json`` + image folder): one pair per captioned image, by image id,
+    with its first ``max_captions`` captions in annotation order."""
+    annotations, image_dir = os.fspath(annotations), os.fspath(image_dir)
+    if max_captions < 1:
+        raise ValueError(f"{name}: max_captions must be >= 1, got {max_captions}")
+    if not os.path.isfile(annotations):
+        raise FileNotFoundError(f"{name}: COCO annotation file not found: {annotations}")
+    if not os.path.isdir(image_dir):
+        raise FileNotFoundError(f"{name}: COCO image folder not found: {image_dir}")
+    with open(annotations, encoding="utf-8") as f:
+        js = json.load(f)
+    lacking = [k for k in ("images", "annotations") if not isinstance(js, dict) or k not in js]
+    if lacking:
+        raise ValueError(f"{name}: {annotations} has no {' or '.join(map(repr, lacking))} key; expected a COCO "
+                         "captions file such as captions_train2017.json")
+    try:
+        files = {im["id"]: im["file_name"] for im in js["images"]}
+        caps = collections.defaultdict(list)
+        for a in js["annotations"]:
+            if a["image_id"] not in files:
+                raise ValueError(f"{name}: annotation {a.get('id', '?')} refers to image_id {a['image_id']!r}, "
+                                 f"which is not in 'images' of {annotations}")
+            caps[a["image_id"]].append(str(a["caption"]).strip())
+    except KeyError as e:
+        raise ValueError(f"{name}: an entry of {annotations} lacks the field {e}") from None
+    ids = sorted(caps)
+    if not ids:
+        raise ValueError(f"{name}: {annotations} has no captions")
+    names = [files[i] for i in ids]
+    paths = [os.path.join(image_dir, n) for n in names]
+    fp = _file_fingerprint(paths, names, name)
+    meta = pd.DataFrame({"image_id": ids, "file_name": names, "is_miscaptioned": False})
+    return PairData(captions=[caps[i][:max_captions] for i in ids], images=FileImages([[p] for p in paths], fp),
+                    meta=meta, name=name)
+
+
+def load_csv(path, *, img_key: str = "filepath", caption_key: str = "title", sep: str = "\t", root=None,
+             name: str = "csv") -> PairData:
+    """An OpenCLIP CSV (as for ``open_clip_train --csv-img-key/--csv-caption-key/--csv-separator``).
+    Rows sharing an image path become one pair with several captions; relative paths resolve against
+    ``root`` (default: the CSV's folder)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name}: CSV file not found: {path}")
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{name}: {path} is empty") from None
+    except pd.errors.ParserError as e:
+        raise ValueError(f"{name}: cannot parse {path} with sep={sep!r}; is the separator right? ({e})") from None
+    for key in (img_key, caption_key):
+        if key not in df.columns:
+            hint = (f"; only one column was parsed, is the separator right (sep={sep!r})?"
+                    if len(df.columns) == 1 else "")
+            raise ValueError(f"{name}: column {key!r} not in {path}; columns found: {list(df.columns)}{hint}")
+    if len(df) == 0:
+        raise ValueError(f"{name}: {path} is empty (a header but no rows)")
+    caps: dict[str, list[str]] = {}
+    for row, (img, cap) in enumerate(zip(df[img_key], df[caption_key])):
+        if not img.strip():
+            raise ValueError(f"{name}: row {row + 1} of {path} has an empty {img_key!r}")
+        caps.setdefault(img, []).append(cap)
+    base = os.fspath(root) if root is not None else os.path.dirname(os.path.abspath(path))
+    names = list(caps)
+    paths = [os.path.join(base, n) for n in names]
+    fp = _file_fingerprint(paths, names, name)
+    meta = pd.DataFrame({"filepath": names, "is_miscaptioned": False})
+    return PairData(captions=list(caps.values()), images=FileImages([[p] for p in paths], fp), meta=meta, name=name)
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Shell-style brace expansion: ``a{00..02}.tar`` -> a00.tar a01.tar a02.tar; ``{x,y}`` -> x y."""
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if m is None:
+        return [pattern]
+    rng = re.fullmatch(r"(-?\d+)\.\.(-?\d+)", m.group(1))
+    if rng:
+        a, b = rng.groups()
+        width = max(len(a), len(b)) if any(len(s) > 1 and s[0] == "0" for s in (a, b)) else 0
+        step = 1 if int(b) >= int(a) else -1
+        items = [str(i).zfill(width) for i in range(int(a), int(b) + step, step)]
+    else:
+        items = m.group(1).split(",")
+    return [out for it in items for out in expand_braces(pattern[:m.start()] + it + pattern[m.end():])]
+
+
+class TarMember:
+    """A lazily read member of an uncompressed tar: calling it returns the member's bytes."""
+
+    __slots__ = ("tar", "offset", "size", "name")
+
+    def __init__(self, tar: str, offset: int, size: int, name: str):
+        self.tar, self.offset, self.size, self.name = tar, offset, size, name
+
+    def __call__(self) -> bytes:
+        with open(self.tar, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.size)
+        if len(data) != self.size:
+            raise ValueError(f"{self.name}: truncated, read {len(data)} of {self.size} bytes")
+        return data
+
+    def __getstate__(self):
+        return (self.tar, self.offset, self.size, self.name)
+
+    def __setstate__(self, state):
+        self.tar, self.offset, self.size, self.name = state
+
+    def __repr__(self):
+        return f"TarMember({self.name})"
+
+
+def _resolve_shards(shards, name: str) -> list[str]:
+    if isinstance(shards, (str, os.PathLike)):
+        found = []
+        for p in expand_braces(os.fspath(shards)):
+            found += sorted(glob.glob(p)) if re.search(r"[*?[]", p) else [p]
+        if not found:
+            raise FileNotFoundError(f"{name}: no shard matches {os.fspath(shards)!r}")
+    else:
+        found = [os.fspath(s) for s in shards]
+    found = list(dict.fromkeys(found))
+    missing = [s for s in found if not os.path.isfile(s)]
+    if missing or not found:
+        raise FileNotFoundError(f"{name}: {len(missing)} of {len(found)} shards not found"
+                                + (f", e.g. {', '.join(missing[:5])}" if missing else ""))
+    return found
+
+
+def load_webdataset(shards, *, image_exts=("jpg", "png", "jpeg", "webp"), text_ext: str = "txt",
+                    name: str = "webdataset") -> PairData:
+    """img2dataset-style tar shards (``key.jpg`` + ``key.txt`` per sample), given as a list of paths or a
+    glob/brace pattern such as ``cc3m/{00000..00099}.tar``.  Captions are read now, images lazily.
+    Samples lacking an image or a caption are skipped with a warning."""
+    image_exts = tuple(e.lower().lstrip(".") for e in image_exts)
+    text_ext = text_ext.lower().lstrip(".")
+    caps, refs, keys, shard_of, stats = [], [], [], [], []
+    no_img, no_txt, seen_exts = [], [], collections.Counter()
+    for shard in _resolve_shards(shards, name):
+        st = os.stat(shard)
+        stats.append((os.path.basename(shard), st.st_size, st.st_mtime_ns))
+        samples: dict[str, dict] = {}
+        try:
+            with tarfile.open(shard, "r:") as tf:
+                for m in tf:
+                    km = re.fullmatch(r"((?:.*/)?[^./][^/]*?)\.([^/]*)", m.name)
+                    if not m.isfile() or km is None:
+                        continue
+                    key, ext = km.group(1), km.group(2).lower()
+                    seen_exts[ext] += 1
+                    s = samples.setdefault(key, {})
+                    if ext == text_ext:
+                        s["txt"] = tf.extractfile(m).read().decode("utf-8", errors="replace").strip()
+                    elif ext in image_exts:
+                        s.setdefault("img", {})[ext] = m
+        except tarfile.ReadError as e:
+            raise ValueError(f"{name}: {shard} is not a readable uncompressed tar ({e}); compressed shards "
+                             "are not supported") from None
+        base = os.path.basename(shard)
+        for key, s in samples.items():
+            if "img" not in s or not s.get("txt"):
+                (no_img if "img" not in s else no_txt).append(f"{base}:{key}")
+                continue
+            ext = next(e for e in image_exts if e in s["img"])
+            m = s["img"][ext]
+            refs.append([TarMember(shard, m.offset_data, m.size, f"{base}:{m.name}")])
+            caps.append([s["txt"]])
+            keys.append(key)
+            shard_of.append(shard)
+    if no_img or no_txt:
+        warnings.warn(f"{name}: skipped {len(no_img) + len(no_txt)} incomplete sample(s): {len(no_img)} without "
+                      f"an image ({', '.join(image_exts)}), {len(no_txt)} without a caption (.{text_ext}), "
+                      f"e.g. {(no_img + no_txt)[0]}", stacklevel=2)
+    if not refs:
+        raise ValueError(f"{name}: no sample has both an image ({', '.join(image_exts)}) and a .{text_ext} caption; "
+                         f"member extensions found: {dict(seen_exts.most_common(10))}")
+    fp = _digest(stats + [(r[0].name, r[0].size, 0) for r in refs])
+    meta = pd.DataFrame({"key": keys, "shard": shard_of, "is_miscaptioned": False})
+    return PairData(captions=caps, images=FileImages(refs, fp), meta=meta, name=name)

@@ -1,0 +1,265 @@
+"""Real-data loaders (COCO, OpenCLIP CSV, webdataset shards) on tiny fixtures built in tmp_path."""
+import gzip
+import io
+import json
+import os
+import pickle
+import tarfile
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+from clipmem_lib.datasets import load_dataset
+from clipmem_lib.loaders import TarMember, expand_braces, load_coco, load_csv, load_webdataset
+
+RED, GREEN, BLUE, WHITE, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (128, 128, 128)
+
+
+def img_bytes(colour, fmt="PNG", size=(20, 12)):
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def write_img(path, colour, size=(20, 12)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(img_bytes(colour, "JPEG" if path.suffix == ".jpg" else "PNG", size))
+    return path
+
+
+def assert_colour(data, i, colour, tol=0):
+    x = data.images.load(i, 0, 16)
+    assert x.dtype == torch.uint8 and x.shape == (3, 16, 16)
+    want = torch.tensor(colour, dtype=torch.int16).view(3, 1, 1)
+    assert (x.to(torch.int16) - want).abs().max() <= tol, f"pair {i}: {x[:, 8, 8].tolist()} != {colour}"
+
+
+def write_tar(path, members):
+    """``members``: (name, bytes) pairs, written in order to an uncompressed tar."""
+    with tarfile.open(path, "w") as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- COCO
+
+# image id -> (file, colour, number of captions); listed out of id order on purpose
+COCO_IMAGES = {7: ("c.png", BLUE, 6), 2: ("a.png", RED, 5), 5: ("b.png", GREEN, 5), 9: ("d.png", WHITE, 5),
+               4: ("nocap.png", GREY, 0)}
+
+
+def coco_json(images=COCO_IMAGES):
+    js = {"images": [{"id": i, "file_name": f} for i, (f, _, _) in images.items()], "annotations": []}
+    for k in range(6):  # interleave images so that annotation order != grouping order
+        for i, (_, _, n) in images.items():
+            if k < n:
+                js["annotations"].append({"id": len(js["annotations"]), "image_id": i, "caption": f" {i} cap{k} "})
+    return js
+
+
+@pytest.fixture
+def coco(tmp_path):
+    root = tmp_path / "coco"
+    for f, colour, _ in COCO_IMAGES.values():
+        write_img(root / "train2017" / f, colour)
+    ann = root / "annotations" / "captions_train2017.json"
+    ann.parent.mkdir(parents=True)
+    ann.write_text(json.dumps(coco_json()))
+    return root, ann, root / "train2017"
+
+
+def test_coco_pairs_captions_pixels_meta(coco):
+    _, ann, folder = coco
+    d = load_coco(ann, folder)
+    ids = [2, 5, 7, 9]  # by image id; image 4 has no caption
+    assert len(d) == 4 and d.meta.image_id.tolist() == ids
+    assert d.meta.file_name.tolist() == [COCO_IMAGES[i][0] for i in ids]
+    assert not d.meta.is_miscaptioned.any()
+    for p, i in enumerate(ids):
+        assert d.captions[p] == [f"{i} cap{k}" for k in range(5)]  # stripped, first 5, annotation order
+        assert_colour(d, p, COCO_IMAGES[i][1])
+    assert d.n_captions == 5
+    assert load_coco(ann, folder, max_captions=2).captions[2] == ["7 cap0", "7 cap1"]
+
+
+def test_coco_fingerprint(coco):
+    _, ann, folder = coco
+    fp = load_coco(ann, folder).images.fingerprint()
+    assert load_coco(ann, folder).images.fingerprint() == fp
+    write_img(folder / "b.png", GREEN, size=(40, 30))
+    assert load_coco(ann, folder).images.fingerprint() != fp
+
+
+def test_coco_errors(coco, tmp_path):
+    _, ann, folder = coco
+    with pytest.raises(FileNotFoundError, match="annotation file not found.*nope.json"):
+        load_coco(tmp_path / "nope.json", folder)
+    with pytest.raises(FileNotFoundError, match="image folder not found.*nofolder"):
+        load_coco(ann, tmp_path / "nofolder")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"images": []}))
+    with pytest.raises(ValueError, match="no 'annotations' key"):
+        load_coco(bad, folder)
+    js = coco_json()
+    js["annotations"].append({"id": 99, "image_id": 12345, "caption": "orphan"})
+    bad.write_text(json.dumps(js))
+    with pytest.raises(ValueError, match="annotation 99 refers to image_id 12345"):
+        load_coco(bad, folder)
+    os.remove(folder / "c.png")
+    with pytest.raises(FileNotFoundError, match=r"1 of 4 image files not found.*c\.png"):
+        load_coco(ann, folder)
+
+
+def test_corrupt_image_fails_lazily_naming_it(coco):
+    _, ann, folder = coco
+    (folder / "a.png").write_bytes(b"this is not an image" * 10)
+    d = load_coco(ann, folder)  # only stat()ed at load time
+    assert_colour(d, 1, GREEN)
+    with pytest.raises(ValueError, match=r"corrupt or not an image.*a\.png"):
+        d.images.load(0, 0, 16)
+
+
+def test_corrupt_jpg_names_it(tmp_path):
+    write_img(tmp_path / "ok.jpg", RED)
+    (tmp_path / "junk.jpg").write_bytes(os.urandom(300))
+    (tmp_path / "d.csv").write_text("filepath\ttitle\nok.jpg\tfine\njunk.jpg\tbroken\n")
+    d = load_csv(tmp_path / "d.csv")
+    assert_colour(d, 0, RED, tol=3)
+    with pytest.raises(ValueError, match=r"junk\.jpg"):
+        d.images.load(1, 0, 16)
+
+
+# ------------------------------------------------------------------------------------------------ CSV
+
+def test_csv_merges_duplicate_paths_in_row_order(tmp_path):
+    for f, c in [("x.png", RED), ("sub/y.png", BLUE)]:
+        write_img(tmp_path / f, c)
+    rows = [("x.png", "red one"), ("sub/y.png", "blue one"), ("x.png", "red two"), ("x.png", "red three")]
+    (tmp_path / "d.tsv").write_text("filepath\ttitle\n" + "".join(f"{a}\t{b}\n" for a, b in rows))
+    d = load_csv(tmp_path / "d.tsv")
+    assert d.captions == [["red one", "red two", "red three"], ["blue one"]]
+    assert d.meta.filepath.tolist() == ["x.png", "sub/y.png"]
+    assert_colour(d, 0, RED)
+    assert_colour(d, 1, BLUE)
+
+
+def test_csv_custom_keys_separator_and_root(tmp_path):
+    write_img(tmp_path / "imgs" / "g.png", GREEN)
+    csv = tmp_path / "meta" / "d.csv"
+    csv.parent.mkdir()
+    csv.write_text("url,text,extra\ng.png,\"green, square\",1\n")
+    with pytest.raises(FileNotFoundError, match=r"g\.png"):  # relative to the CSV's folder by default
+        load_csv(csv, sep=",", img_key="url", caption_key="text")
+    d = load_csv(csv, sep=",", img_key="url", caption_key="text", root=tmp_path / "imgs")
+    assert d.captions == [["green, square"]]
+    assert_colour(d, 0, GREEN)
+
+
+def test_csv_errors(tmp_path):
+    write_img(tmp_path / "x.png", RED)
+    csv = tmp_path / "d.csv"
+    csv.write_text("filepath\ttitle\nx.png\tred\n")
+    with pytest.raises(ValueError, match=r"one column was parsed.*separator.*sep=','"):
+        load_csv(csv, sep=",")
+    csv.write_text("filepath\ttitle\nx.png\tred\nx.png\tred, again\n")  # a comma in a later row only
+    with pytest.raises(ValueError, match=r"cannot parse .*d\.csv with sep=','; is the separator right"):
+        load_csv(csv, sep=",")
+    with pytest.raises(ValueError, match=r"column 'caption' not in .*columns found: \['filepath', 'title'\]"):
+        load_csv(csv, caption_key="caption")
+    csv.write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        load_csv(csv)
+    csv.write_text("filepath\ttitle\n")
+    with pytest.raises(ValueError, match="header but no rows"):
+        load_csv(csv)
+    with pytest.raises(FileNotFoundError, match="CSV file not found"):
+        load_csv(tmp_path / "nope.csv")
+
+
+# ----------------------------------------------------------------------------------------- webdataset
+
+WDS = {"shard-000.tar": [("s0", "jpg", RED), ("s1", "png", GREEN)],
+       "shard-001.tar": [("s2", "png", BLUE), ("s3", "jpg", WHITE)]}
+
+
+@pytest.fixture
+def shards(tmp_path):
+    for shard, samples in WDS.items():
+        members = []
+        for k, ext, c in samples:  # s1 has its caption before its image
+            pair = [(f"{k}.{ext}", img_bytes(c, ext.upper().replace("JPG", "JPEG"))),
+                    (f"{k}.txt", f"{k} caption\n".encode())]
+            members += pair[::-1] if k == "s1" else pair
+        write_tar(tmp_path / shard, members)
+    return tmp_path
+
+
+@pytest.mark.parametrize("pattern", ["shard-{000..001}.tar", "shard-*.tar"])
+def test_webdataset_loads_all_samples_in_order(shards, pattern):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = load_webdataset(str(shards / pattern))
+    samples = [s for ss in WDS.values() for s in ss]
+    assert d.captions == [[f"{k} caption"] for k, _, _ in samples]
+    assert d.meta.key.tolist() == [k for k, _, _ in samples]
+    assert [os.path.basename(s) for s in d.meta.shard] == ["shard-000.tar"] * 2 + ["shard-001.tar"] * 2
+    for i, (_, ext, c) in enumerate(samples):
+        assert_colour(d, i, c, tol=3 if ext == "jpg" else 0)
+    assert load_webdataset(str(shards / pattern)).images.fingerprint() == d.images.fingerprint()
+
+
+def test_webdataset_skips_sample_without_caption(tmp_path):
+    write_tar(tmp_path / "a.tar", [("k0.png", img_bytes(RED)), ("k1.png", img_bytes(BLUE)), ("k1.txt", b"blue")])
+    with pytest.warns(UserWarning, match=r"1 without a caption.*a\.tar:k0"):
+        d = load_webdataset([tmp_path / "a.tar"])
+    assert d.captions == [["blue"]] and d.meta.key.tolist() == ["k1"]
+    assert_colour(d, 0, BLUE)
+
+
+def test_webdataset_errors(shards):
+    with pytest.raises(FileNotFoundError, match=r"1 of 3 shards not found.*shard-002\.tar"):
+        load_webdataset(str(shards / "shard-{000..002}.tar"))
+    with pytest.raises(FileNotFoundError, match="no shard matches"):
+        load_webdataset(str(shards / "other-*.tar"))
+    gz = shards / "shard-000.tar.gz"
+    gz.write_bytes(gzip.compress((shards / "shard-000.tar").read_bytes()))
+    with pytest.raises(ValueError, match=r"shard-000\.tar\.gz is not a readable uncompressed tar"):
+        load_webdataset([gz])
+
+
+def test_tar_member_pickles(shards):
+    d = load_webdataset(str(shards / "shard-*.tar"))
+    ref = d.images.refs[1][0]
+    assert isinstance(ref, TarMember) and ref.name == "shard-000.tar:s1.png"
+    back = pickle.loads(pickle.dumps(ref))
+    assert (back.tar, back.offset, back.size, back.name) == (ref.tar, ref.offset, ref.size, ref.name)
+    assert back() == ref() == img_bytes(GREEN)
+    assert torch.equal(pickle.loads(pickle.dumps(d.images)).load(2, 0, 16), d.images.load(2, 0, 16))
+
+
+def test_expand_braces():
+    assert expand_braces("a{00..02}.tar") == ["a00.tar", "a01.tar", "a02.tar"]
+    assert expand_braces("{x,y}{1,2}") == ["x1", "x2", "y1", "y2"]
+    assert expand_braces("d/{8..10}") == ["d/8", "d/9", "d/10"]
+    assert expand_braces("plain.tar") == ["plain.tar"]
+
+
+# -------------------------------------------------------------------------------------- load_dataset
+
+def test_load_dataset_sources(coco, shards, tmp_path):
+    root, _, _ = coco
+    d = load_dataset("coco", str(root))
+    assert d.meta.image_id.tolist() == [2, 5, 7, 9] and d.captions[0][0] == "2 cap0"
+    write_img(tmp_path / "x.png", RED)
+    (tmp_path / "d.tsv").write_text("filepath\ttitle\nx.png\tred\n")
+    assert load_dataset("csv", str(tmp_path / "d.tsv")).captions == [["red"]]
+    assert len(load_dataset("webdataset", str(shards / "shard-{000..001}.tar"))) == 4
+    with pytest.raises(ValueError, match="needs data_path"):
+        load_dataset("coco", "")
+    with pytest.raises(ValueError, match="unknown data_source 'laion'.*builtin, coco, csv, webdataset"):
+        load_dataset("laion", "x")

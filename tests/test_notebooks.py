@@ -1,0 +1,28 @@
+"""Smoke run: every chapter notebook executes through the book runner at the `smoke` profile, writes its
+paper-vs-this-run table, and the summary gathers them.  (The numbers at this size mean nothing; the
+cpu-profile results are checked by nbval on the notebooks' stored claim flags.)"""
+import pathlib
+
+import nbformat
+import pandas as pd
+
+from clipmem_lib import book
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_all_notebooks_run_at_the_smoke_profile(tmp_path):
+    out = tmp_path / "generated"
+    rc = book.main(["run", "--profile", "smoke", "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    stems = [p.stem for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    assert sorted(p.stem for p in out.glob("*.ipynb")) == stems
+    tables = sorted(p.stem for p in (out / "results").glob("*.csv"))
+    assert tables == [s for s in stems if s != "99_summary"]
+    rows = pd.concat([pd.read_csv(p, keep_default_na=False) for p in (out / "results").glob("*.csv")])
+    assert {"paper", "this run", "held"} <= set(rows.columns) and set(rows.held) <= {"yes", "no", "n/a"}
+    summary = nbformat.read(out / "99_summary.ipynb", as_version=4)
+    assert summary.metadata.papermill.parameters["results_dir"] == str(out / "results")
+    figures = sum("image/png" in o.get("data", {}) for c in nbformat.read(out / "02_memorisation.ipynb", 4).cells
+                  for o in c.get("outputs", []))
+    assert figures >= 3  # Fig. 2a, 2b and the gallery

@@ -1,0 +1,118 @@
+"""Notebook parameters and the book runner: bad parameters fail early with a clear message, failed
+notebooks are collected, and the committed sources are stripped."""
+import pathlib
+
+import nbformat
+import papermill as pm
+import pytest
+
+from clipmem_lib import book
+from clipmem_lib.params import ParameterError, check_value, parse_declarations, validate
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CELL = '''n_pairs: int = 2000  # size of the built-in dataset
+lr: float = 0.0012  # peak learning rate
+model: str = "clipmem-tiny"  # open_clip config
+progress: bool = False
+crop: list = [0.5, 1.0]  # area range
+'''
+
+
+def test_declarations_are_parsed_with_types_defaults_and_help():
+    d = parse_declarations(CELL)
+    assert list(d) == ["n_pairs", "lr", "model", "progress", "crop"]
+    assert (d["lr"].type, d["lr"].default, d["lr"].help) == ("float", 0.0012, "peak learning rate")
+    assert d["progress"].help == "" and d["crop"].default == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("bad", ["x = 1\n", "n: int = 2 * 3\n", "n: complex = 1\n"])
+def test_parameters_cell_holds_typed_literals_only(bad):
+    with pytest.raises(ParameterError, match="line 1"):
+        parse_declarations(bad)
+
+
+def test_type_rules():
+    d = parse_declarations(CELL)
+    assert check_value(d["lr"], 1) == 1.0 and isinstance(check_value(d["lr"], 1), float)
+    assert check_value(d["crop"], (0.1, 1.0)) == [0.1, 1.0]
+    for name, value in [("n_pairs", True), ("n_pairs", 2.5), ("n_pairs", "300"), ("model", 3), ("progress", 1)]:
+        with pytest.raises(ParameterError, match=f"'{name}' must be"):
+            check_value(d[name], value)
+
+
+def test_unknown_and_mistyped_are_reported_together_with_the_valid_list():
+    with pytest.raises(ParameterError) as e:
+        validate(parse_declarations(CELL), {"n_pair": 5, "lr": "fast", "model": "clipmem-small"}, where="nb")
+    msg = str(e.value)
+    assert "unknown parameter 'n_pair' (did you mean 'n_pairs'?)" in msg
+    assert "'lr' must be float, got str 'fast'" in msg
+    assert "n_pairs: int = 2000  # size of the built-in dataset" in msg  # the valid parameters are listed
+    assert validate(parse_declarations(CELL), {"lr": 1})["lr"] == 1.0
+
+
+def test_every_notebook_declares_its_parameters_cleanly():
+    for nb in NOTEBOOKS:
+        d = book.declared_parameters(nb)
+        assert "results_dir" in d, nb
+        if nb.stem != "99_summary":
+            assert {"data_source", "data_path", "model", "epochs", "seed", "device", "runs_dir"} <= set(d), nb
+
+
+def test_sources_are_committed_stripped():
+    assert book.main(["strip", "--check"]) == 0
+
+
+def test_profiles_validate_and_paper_requires_the_data_path(capsys):
+    for name in ("cpu", "smoke"):
+        planned = book.plan(NOTEBOOKS, book.load_profile(name))
+        assert set(planned) == set(NOTEBOOKS)
+    with pytest.raises(ParameterError, match="data_path must be given"):
+        book.plan(NOTEBOOKS, book.load_profile("paper"))
+    paper = book.plan(NOTEBOOKS, book.load_profile("paper"), data="/data/coco")
+    assert paper[NOTEBOOKS[0]]["data_path"] == "/data/coco" and paper[NOTEBOOKS[0]]["n_shared"] == 65000
+    assert book.main(["run", "--profile", "paper"]) == 2  # stops before any kernel starts
+    assert "data_path must be given" in capsys.readouterr().err
+
+
+def test_runner_rejects_bad_overrides_before_running(capsys):
+    assert book.main(["run", "--profile", "smoke", "--set", "epoch=3", "n_pairs=many", "--out", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "'epoch' is not declared by any notebook (did you mean 'epochs'?)" in err
+    assert "'n_pairs' must be int, got str 'many'" in err
+    assert "valid parameters" in err and not pathlib.Path("/nonexistent").exists()
+
+
+def test_bad_papermill_parameter_fails_inside_the_kernel_with_the_message(tmp_path):
+    """Plain `papermill -p` bypasses the runner: the notebook's guard must stop it."""
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(ROOT / "notebooks" / "99_summary.ipynb"), str(tmp_path / "out.ipynb"),
+                            parameters={"results_dri": "x", "bogus": 1}, progress_bar=False, cwd=str(ROOT))
+    assert e.value.ename == "ParameterError"
+    assert "unknown parameter 'results_dri' (did you mean 'results_dir'?)" in e.value.evalue
+    assert "unknown parameter 'bogus'" in e.value.evalue
+
+
+def test_runner_collects_failures_and_keeps_going(tmp_path):
+    """A failing notebook is kept under failed/, its stale copy removed, and the others still run."""
+    src = tmp_path / "src"
+    src.mkdir()
+    ok = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x: int = 1", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("print(x * 2)")])
+    bad = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x: int = 1", metadata={"tags": ["parameters"]}),
+                                          nbformat.v4.new_code_cell("raise RuntimeError(f'boom {x}')")])
+    for name, nb in (("a_bad", bad), ("b_ok", ok)):
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, src / f"{name}.ipynb")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_bad.ipynb").write_text("stale")
+    planned = book.plan(sorted(src.glob("*.ipynb")), {"common": {"x": 3}, "notebooks": {}})
+    results = book.run_notebooks(planned, out, kernel="python3", progress=False)
+    assert [(r.notebook, r.ok) for r in results] == [("a_bad", False), ("b_ok", True)]
+    assert "RuntimeError" in results[0].error and "boom 3" in results[0].error
+    assert not (out / "a_bad.ipynb").exists() and (out / "failed" / "a_bad.ipynb").exists()
+    done = nbformat.read(out / "b_ok.ipynb", as_version=4)
+    assert done["cells"][-1]["outputs"][0]["text"] == "6\n"
+    injected = [c for c in done["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and "remove-cell" in injected[0]["metadata"]["tags"]
