@@ -6,9 +6,8 @@
     python -m clipmem_lib.book strip                             # clear outputs of notebooks/ before a commit
     python -m clipmem_lib.book refresh                           # re-run sources at defaults, store nbval outputs
 
-A profile (``profiles/<name>.yaml``) has ``common:`` parameters, given to every notebook that declares
-them, and ``notebooks: {stem: {...}}`` for one notebook.  A value ``???`` must be supplied (``--data``
-fills ``data_path``).  Every parameter is checked against the notebooks' parameters cells before any
+A profile (``profiles/<name>.yaml``) is a flat set of parameter values; each notebook receives those it
+declares.  A value ``???`` must be supplied (``--data`` fills ``data_path``).  Every parameter is checked against the notebooks' parameters cells before any
 kernel starts.  Each notebook is executed into a temporary file and moved into place only when it
 succeeds; a failed one is kept as ``<out>/failed/<stem>.ipynb``, the others still run, and the command
 exits non-zero after listing every failure.
@@ -36,7 +35,8 @@ KEEP_TAG = "nbval-check-output"
 
 
 def load_profile(name: str) -> dict:
-    """``profiles/<name>.yaml`` (or a YAML path) as ``{"common": {...}, "notebooks": {stem: {...}}}``."""
+    """``profiles/<name>.yaml`` (or a YAML path): a flat mapping of parameter values, so that the same
+    file also works as ``papermill -f profiles/<name>.yaml``."""
     path = pathlib.Path(name)
     if path.suffix not in (".yaml", ".yml"):
         path = project_path("profiles") / f"{name}.yaml"
@@ -44,12 +44,9 @@ def load_profile(name: str) -> dict:
         known = sorted(p.stem for p in project_path("profiles").glob("*.yaml"))
         raise ParameterError(f"profile {name!r} not found ({path}); known profiles: {', '.join(known)}")
     raw = yaml.safe_load(path.read_text()) or {}
-    extra = set(raw) - {"common", "notebooks", "description"}
-    if extra or not isinstance(raw.get("common", {}), dict) or not isinstance(raw.get("notebooks", {}), dict):
-        raise ParameterError(f"{path}: expected the keys common: {{...}} and notebooks: {{stem: {{...}}}}"
-                             + (f", found {sorted(extra)}" if extra else ""))
-    return {"common": dict(raw.get("common") or {}),
-            "notebooks": {k: dict(v or {}) for k, v in (raw.get("notebooks") or {}).items()}}
+    if not isinstance(raw, dict) or any(isinstance(v, dict) for v in raw.values()):
+        raise ParameterError(f"{path}: a profile is a flat mapping of parameter: value")
+    return raw
 
 
 def declared_parameters(notebook) -> dict:
@@ -63,39 +60,35 @@ def declared_parameters(notebook) -> dict:
 
 def plan(notebooks, profile: dict, sets: dict | None = None, data: str | None = None,
          fixed: dict | None = None) -> dict[pathlib.Path, dict]:
-    """The checked parameters for each notebook. Precedence: profile common < profile notebook < ``sets``
-    < ``data`` (as ``data_path``) < ``fixed`` (paths the runner owns).  Raises one :class:`ParameterError`
-    listing every problem: an unknown name, a wrong type, a required (``???``) value left unset."""
+    """The checked parameters for each notebook: of ``profile``, then ``sets``, then ``data`` (as
+    ``data_path``), then ``fixed`` (paths the runner owns), the names the notebook declares.  Raises one
+    :class:`ParameterError` listing every problem: a name no notebook declares, a wrong type, or a
+    required (``???``) value left unset."""
     decl = {pathlib.Path(nb): declared_parameters(nb) for nb in notebooks}
     known = set().union(*decl.values()) if decl else set()
+    given_all = {**profile, **(sets or {}), **({"data_path": data} if data else {}), **(fixed or {})}
     problems = []
-    for where, keys in (("the profile's common", profile["common"]), ("--set", sets or {})):
-        for k in keys:
-            if k not in known:
-                close = difflib.get_close_matches(k, sorted(known), n=1)
-                problems.append(f"{where} parameter {k!r} is not declared by any notebook"
-                                + (f" (did you mean {close[0]!r}?)" if close else ""))
+    for k in list(profile) + list(sets or {}):
+        if k not in known:
+            close = difflib.get_close_matches(k, sorted(known), n=1)
+            problems.append(f"parameter {k!r} is not declared by any notebook"
+                            + (f" (did you mean {close[0]!r}?)" if close else ""))
+    missing = sorted(k for k, v in given_all.items() if v == REQUIRED)
+    if missing:
+        problems.append(f"{', '.join(missing)} must be given"
+                        + (" (--data PATH, or DATA=PATH with make)" if "data_path" in missing else " (--set)"))
     out = {}
     for path, d in decl.items():
-        given = {k: v for k, v in profile["common"].items() if k in d}
-        given.update(profile["notebooks"].get(path.stem, {}))
-        given.update({k: v for k, v in (sets or {}).items() if k in d})
-        if data and "data_path" in d:
-            given["data_path"] = data
-        given.update({k: v for k, v in (fixed or {}).items() if k in d})
-        missing = [k for k, v in given.items() if v == REQUIRED]
-        if missing:
-            problems.append(f"{path.stem}: {', '.join(missing)} must be given"
-                            + (" (--data PATH, or DATA=PATH with make)" if "data_path" in missing else " (--set)"))
-            continue
+        given = {k: v for k, v in given_all.items() if k in d and v != REQUIRED}
         try:
-            out[path] = validate(d, given, where=path.stem, listing=False)
-            out[path] = {k: v for k, v in out[path].items() if k in given}  # papermill injects only what changed
+            validate(d, given, where=path.stem, listing=False)
+            out[path] = given  # papermill injects only what the profile sets
         except ParameterError as e:
             problems.append(str(e))
     if problems:
         union = {k: v for d in decl.values() for k, v in d.items()}
-        raise ParameterError("\n".join(problems) + "\nvalid parameters (of all notebooks):\n" + listing_of(union))
+        raise ParameterError("\n".join(dict.fromkeys(problems)) + "\nvalid parameters (of all notebooks):\n"
+                             + listing_of(union))
     return out
 
 
@@ -246,9 +239,6 @@ def main(argv=None) -> int:
     out = project_path(a.out)
     try:
         profile = load_profile(a.profile)
-        stray = set(profile["notebooks"]) - {p.stem for p in sorted(src.glob("*.ipynb"))}
-        if stray:
-            raise ParameterError(f"profile {a.profile!r} names notebook(s) {', '.join(sorted(stray))}, not in {src}")
         planned = plan(notebooks, profile, _parse_sets(a.set), a.data,
                        fixed={"runs_dir": str(project_path(a.runs)), "results_dir": str(out / "results")})
     except ParameterError as e:

@@ -24,6 +24,9 @@ def load_dataset(source: str = "builtin", path: str = "", *, n_pairs: int = 2000
         return make_scenes(SceneConfig(n=n_pairs, image_size=image_size, n_variants=n_variants, seed=seed))
     if source not in SOURCES:
         raise ValueError(f"unknown data_source {source!r}; choose one of {', '.join(SOURCES)}")
+    if path == "???":
+        raise ValueError(f"data_source={source!r}: the profile leaves data_path to you (???); pass "
+                         "-p data_path /your/data with papermill, or DATA=/your/data with make")
     if not path:
         raise ValueError(f"data_source={source!r} needs data_path (e.g. papermill -p data_path /data/coco)")
     from . import loaders

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -50,7 +51,7 @@ def gallery(data: PairData, scores: pd.DataFrame, k: int = 5, column: str = "cli
     """Fig. 1: the ``k`` most and ``k`` least memorised pairs of ``subset``, with caption and score."""
     s = scores[scores.subset == subset].sort_values(column, ascending=False)
     rows = [("most memorised", s.head(k)), ("least memorised", s.iloc[(s[column].abs()).argsort()[:k]])]
-    fig, axes = plt.subplots(2, k, figsize=(2.3 * k, 5.6))
+    fig, axes = plt.subplots(2, k, figsize=(2.3 * k, 6.6), squeeze=False)
     for r, (title, part) in enumerate(rows):
         for c, (_, row) in enumerate(part.iterrows()):
             ax = axes[r, c]
@@ -58,7 +59,7 @@ def gallery(data: PairData, scores: pd.DataFrame, k: int = 5, column: str = "cli
             cap = data.captions[int(row["index"])][0]
             flag = " [mis-captioned]" if row.get("is_miscaptioned", False) in (True, "True") else ""
             ax.set_title(f"{row[column]:.2f}{flag}", fontsize=9)
-            ax.set_xlabel("\n".join(cap[j:j + 26] for j in range(0, min(len(cap), 78), 26)), fontsize=7)
+            ax.set_xlabel("\n".join(textwrap.wrap(textwrap.shorten(cap, 84, placeholder=" …"), 28)), fontsize=7)
             ax.set_xticks([]), ax.set_yticks([])
         axes[r, 0].set_ylabel(title, fontsize=10)
     fig.suptitle(f"Most and least memorised pairs of {subset} (cf. paper Fig. 1)")

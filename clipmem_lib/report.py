@@ -13,7 +13,7 @@ import pandas as pd
 
 from .store import project_path
 
-__all__ = ["claim", "claims_table", "save_claims", "load_claims", "verdict"]
+__all__ = ["claim", "claims_table", "save_claims", "load_claims", "verdict", "show"]
 
 COLUMNS = ["section", "claim", "what", "paper", "this run", "held"]
 
@@ -49,3 +49,8 @@ def load_claims(results_dir: str | os.PathLike) -> pd.DataFrame:
     if not files:
         return claims_table([])
     return pd.concat([pd.read_csv(f, keep_default_na=False, dtype=str) for f in files], ignore_index=True)
+
+
+def show(table: pd.DataFrame):
+    """A paper-vs-this-run table for display: every cell in full (pandas would cut long text), no index."""
+    return table.style.hide(axis="index")

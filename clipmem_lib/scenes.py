@@ -162,9 +162,9 @@ def _captions(desc: dict, words: list[str]) -> list[str]:
     return [
         f"a {main['colour']} {main['shape']} at the {where} with a {w}" + (f", {rest}" if rest else ""),
         f"a {w} beside a big {main['colour']} {main['shape']} on a {desc['bg']} background",
-        f"{NUMBERS[len(objs)]} shapes and a {w}, the biggest is a {main['colour']} {main['shape']}",
+        f"{NUMBERS[len(objs)]} shape{'s' * (len(objs) > 1)} and a {w}, the biggest is a {main['colour']} {main['shape']}",
         f"picture of a {w} and a {main['colour']} {main['shape']} on {desc['pattern']} {desc['bg']}",
-        f"the {w} sign near something {main['colour']}" + (f" and {len(objs) - 1} more shapes" if rest else ""),
+        f"the {w} sign near something {main['colour']}" + (f" and {len(objs) - 1} more shape{'s' * (len(objs) > 2)}" if rest else ""),
     ]
 
 

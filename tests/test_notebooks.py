@@ -1,7 +1,10 @@
 """Smoke run: every chapter notebook executes through the book runner at the `smoke` profile, writes its
-paper-vs-this-run table, and the summary gathers them.  (The numbers at this size mean nothing; the
+paper-vs-this-run table, the summary gathers them, and Jupyter Book renders the result with -W.  (The numbers at this size mean nothing; the
 cpu-profile results are checked by nbval on the notebooks' stored claim flags.)"""
 import pathlib
+import shutil
+import subprocess
+import sys
 
 import nbformat
 import pandas as pd
@@ -11,8 +14,8 @@ from clipmem_lib import book
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_all_notebooks_run_at_the_smoke_profile(tmp_path):
-    out = tmp_path / "generated"
+def test_all_notebooks_run_at_the_smoke_profile_and_the_book_builds_strictly(tmp_path):
+    out = tmp_path / "book" / "generated"
     rc = book.main(["run", "--profile", "smoke", "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-progress"])
     assert rc == 0
     stems = [p.stem for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
@@ -26,3 +29,11 @@ def test_all_notebooks_run_at_the_smoke_profile(tmp_path):
     figures = sum("image/png" in o.get("data", {}) for c in nbformat.read(out / "02_memorisation.ipynb", 4).cells
                   for o in c.get("outputs", []))
     assert figures >= 3  # Fig. 2a, 2b and the gallery
+
+    for f in ("_config.yml", "_toc.yml", "book/intro.md"):
+        shutil.copy(ROOT / f, tmp_path / f)
+    jb = pathlib.Path(sys.executable).parent / "jupyter-book"
+    build = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n", "--keep-going"], capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    html = (tmp_path / "_build" / "html" / "book" / "generated" / "99_summary.html").read_text()
+    assert "Reproduction summary" in html and "this run" in html

@@ -7,6 +7,7 @@ import papermill as pm
 import pytest
 
 from clipmem_lib import book
+from clipmem_lib.datasets import load_dataset
 from clipmem_lib.params import ParameterError, check_value, parse_declarations, validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -66,19 +67,28 @@ def test_sources_are_committed_stripped():
 def test_profiles_validate_and_paper_requires_the_data_path(capsys):
     for name in ("cpu", "smoke"):
         planned = book.plan(NOTEBOOKS, book.load_profile(name))
-        assert set(planned) == set(NOTEBOOKS)
+        assert set(planned) == set(NOTEBOOKS) and planned[NOTEBOOKS[-1]] == {}  # the summary takes none
     with pytest.raises(ParameterError, match="data_path must be given"):
         book.plan(NOTEBOOKS, book.load_profile("paper"))
     paper = book.plan(NOTEBOOKS, book.load_profile("paper"), data="/data/coco")
     assert paper[NOTEBOOKS[0]]["data_path"] == "/data/coco" and paper[NOTEBOOKS[0]]["n_shared"] == 65000
     assert book.main(["run", "--profile", "paper"]) == 2  # stops before any kernel starts
+    with pytest.raises(ValueError, match="leaves data_path to you"):  # papermill -f paper.yaml without -p data_path
+        load_dataset("coco", "???")
     assert "data_path must be given" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["cpu", "smoke", "paper"])
+def test_profiles_work_with_plain_papermill_f_for_every_chapter(name):
+    profile = book.load_profile(name)
+    for nb in NOTEBOOKS[:-1]:  # `papermill -f profiles/<name>.yaml` injects every key: all must be declared
+        validate(book.declared_parameters(nb), {k: v for k, v in profile.items() if v != "???"}, where=nb.stem)
 
 
 def test_runner_rejects_bad_overrides_before_running(capsys):
     assert book.main(["run", "--profile", "smoke", "--set", "epoch=3", "n_pairs=many", "--out", "/nonexistent"]) == 2
     err = capsys.readouterr().err
-    assert "'epoch' is not declared by any notebook (did you mean 'epochs'?)" in err
+    assert "parameter 'epoch' is not declared by any notebook (did you mean 'epochs'?)" in err
     assert "'n_pairs' must be int, got str 'many'" in err
     assert "valid parameters" in err and not pathlib.Path("/nonexistent").exists()
 
@@ -107,7 +117,7 @@ def test_runner_collects_failures_and_keeps_going(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "a_bad.ipynb").write_text("stale")
-    planned = book.plan(sorted(src.glob("*.ipynb")), {"common": {"x": 3}, "notebooks": {}})
+    planned = book.plan(sorted(src.glob("*.ipynb")), {"x": 3})
     results = book.run_notebooks(planned, out, kernel="python3", progress=False)
     assert [(r.notebook, r.ok) for r in results] == [("a_bad", False), ("b_ok", True)]
     assert "RuntimeError" in results[0].error and "boom 3" in results[0].error
