@@ -156,8 +156,9 @@ def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequen
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices) < cfg.batch_size:
         raise ValueError(f"{len(indices)} training pairs is fewer than one batch of {cfg.batch_size}")
-    if cfg.n_captions > tokens.shape[1]:
-        raise ValueError(f"n_captions={cfg.n_captions} but the data has only {tokens.shape[1]} captions per pair")
+    if max(cfg.caption_ids()) >= tokens.shape[1]:
+        raise ValueError(f"caption_mode={cfg.caption_mode!r} with n_captions={cfg.n_captions} needs that many captions "
+                         f"per pair, but the data has {tokens.shape[1]}")
     if max(cfg.image_variants) >= images.n_variants:
         raise ValueError(f"image_variants={cfg.image_variants} but the data has {images.n_variants} variant(s) per pair")
     world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)

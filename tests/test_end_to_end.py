@@ -1,5 +1,8 @@
 """End to end on CPU: train coupled f and g on the built-in data with planted mis-captions and check
-the paper's qualitative findings (Fig. 2a/2b, claims 1–2).  Seeded; about a minute on 2 cores."""
+the paper's qualitative findings (Fig. 2a/2b, claims 1–2).  Seeded; about a minute on 2 cores.
+CLIPMEM_TEST_DEVICE=cuda runs the same checks through the GPU path (bf16 autocast)."""
+import os
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -11,14 +14,17 @@ from clipmem_lib.store import RunStore
 from clipmem_lib.train import TrainConfig
 
 
+DEVICE = os.environ.get("CLIPMEM_TEST_DEVICE", "cpu")
+
+
 @pytest.fixture(scope="module")
 def scores(tmp_path_factory):
     data = make_scenes(SceneConfig(n=1000, seed=0))
     splits = make_splits(len(data), n_candidates=100, n_external=100, seed=0)
     data = plant_miscaptions(data, splits.candidates, fraction=0.2, seed=0)
     store = RunStore(tmp_path_factory.mktemp("runs"))
-    f, g = train_pair(data, splits, "clipmem-tiny", TrainConfig(epochs=80), store=store, progress=False, device="cpu")
-    return score_clipmem(f, g, data, splits, n_test=None, store=store, device="cpu")
+    f, g = train_pair(data, splits, "clipmem-tiny", TrainConfig(epochs=80), store=store, progress=False, device=DEVICE)
+    return score_clipmem(f, g, data, splits, n_test=None, store=store, device=DEVICE)
 
 
 def test_candidates_memorised_independent_negative(scores):

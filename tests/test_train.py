@@ -120,3 +120,14 @@ def test_train_input_errors(tiny):
         train_clip(m, data.images, tokens, range(128), TrainConfig(epochs=1, image_variants=(0, 5)), progress=False)
     with pytest.raises(ValueError, match="unknown model config 'ViT-Q'"):
         create_model("ViT-Q")
+
+
+def test_single_caption_data_trains_first_mode_and_rejects_multi_caption_modes(tiny):
+    """CSV / webdataset pairs often have one caption: "first" needs one, "random" over 5 needs five."""
+    data, tok, tokens = tiny
+    one = tokens[:, :1]
+    m = create_model("clipmem-tiny", tok.vocab_size)
+    hist = train_clip(m, data.images, one, range(128), TrainConfig(epochs=1, batch_size=64), progress=False)
+    assert len(hist) == 1 and np.isfinite(hist[0]["loss"])
+    with pytest.raises(ValueError, match="needs that many captions per pair, but the data has 1"):
+        train_clip(m, data.images, one, range(128), TrainConfig(epochs=1, caption_mode="random"), progress=False)
