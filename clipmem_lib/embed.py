@@ -18,8 +18,9 @@ from .train import default_device
 __all__ = ["embed_images", "embed_texts"]
 
 
-def _size(model) -> int:
-    s = model.visual.image_size
+def image_size(model) -> int:
+    """Input side of a CLIP model or of an image tower."""
+    s = getattr(model, "visual", model).image_size
     return s[0] if isinstance(s, (tuple, list)) else int(s)
 
 
@@ -29,7 +30,7 @@ def embed_images(model, images: ImageSource, indices: Sequence[int], *, n_crops:
     """Image embeddings (P, 1 + n_crops, d): view 0 un-augmented, views 1.. random resized crops."""
     device = torch.device(device) if device is not None else default_device()
     model.to(device).eval()
-    size, idx, out = _size(model), np.asarray(indices, dtype=np.int64), []
+    size, idx, out = image_size(model), np.asarray(indices, dtype=np.int64), []
     for b, start in enumerate(range(0, len(idx), batch_size)):
         chunk = idx[start:start + batch_size]
         x = to_model_input(images.batch(chunk, [variant] * len(chunk), size).to(device))

@@ -19,9 +19,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
-__all__ = ["unitmem", "UnitActivations", "gelu_blocks"]
+__all__ = ["unitmem", "UnitActivations", "gelu_blocks", "layer_unitmem"]
 
 
 def unitmem(mu: torch.Tensor | np.ndarray, reduce: str = "median") -> np.ndarray:
@@ -103,3 +104,32 @@ class UnitActivations:
     def remove(self):
         for h in self._handles:
             h.remove()
+
+
+@torch.no_grad()
+def layer_unitmem(model, images, indices: Sequence[int], *, n_aug: int = 10, crop_scale=(0.9, 1.0),
+                  reduce: str = "median", seed: int = 0, batch_size: int = 256, device=None) -> pd.DataFrame:
+    """UnitMem of every MLP unit of ``model.visual`` over the points ``indices`` (Fig. 4), from ``n_aug``
+    random resized crops per point (the training augmentation).  One row per (layer, unit); the same
+    crops for every model given the same ``seed``.  Works for CLIP and for :class:`vision.Encoder`."""
+    from .augment import random_resized_crop, to_model_input
+    from .embed import image_size
+    from .train import default_device
+
+    device = torch.device(device) if device is not None else default_device()
+    model.to(device).eval()
+    idx, size = np.asarray(indices, dtype=np.int64), image_size(model)
+    acts = UnitActivations(gelu_blocks(model.visual), n_points=len(idx))
+    try:
+        for a in range(n_aug):
+            gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, a]).integers(2**62)))
+            for start in range(0, len(idx), batch_size):
+                chunk = idx[start:start + batch_size]
+                x = to_model_input(images.batch(chunk, [0] * len(chunk), size).to(device))
+                with acts.recording(np.arange(start, start + len(chunk))):
+                    model.encode_image(random_resized_crop(x, gen, crop_scale))
+        mus = acts.means()
+    finally:
+        acts.remove()
+    return pd.concat([pd.DataFrame({"layer": layer, "unit": np.arange(mu.shape[1]), "unitmem": unitmem(mu, reduce)})
+                      for layer, mu in enumerate(mus)], ignore_index=True)

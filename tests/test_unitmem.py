@@ -61,3 +61,33 @@ def test_unrecorded_points_are_an_error():
         model.encode_image(torch.randn(2, 3, 32, 32))
     with pytest.raises(ValueError, match="1 points were never recorded"):
         acts.means()
+
+
+def test_layer_unitmem_matches_per_augmentation_brute_force():
+    """layer_unitmem = UnitMem of activations averaged over tokens and the same n_aug crops, per layer."""
+    from clipmem_lib.augment import random_resized_crop, to_model_input
+    from clipmem_lib.scenes import SceneConfig, make_scenes
+    from clipmem_lib.unitmem import layer_unitmem
+
+    data = make_scenes(SceneConfig(n=12, seed=3))
+    model = create_model("clipmem-tiny", vocab_size=64, seed=1).eval()
+    got = layer_unitmem(model, data.images, range(12), n_aug=3, crop_scale=(0.5, 1.0), seed=7, batch_size=5,
+                        device="cpu")
+    mods = gelu_blocks(model.visual)
+    per_layer = {k: torch.zeros(12, 4 * 64) for k in range(len(mods))}
+    x = to_model_input(data.images.batch(range(12), [0] * 12, 32))
+    for k, m in enumerate(mods):
+        for a in range(3):
+            gen = torch.Generator().manual_seed(int(np.random.default_rng([7, a]).integers(2**62)))
+            rows = []
+            for start in range(0, 12, 5):  # the same generator draws, batch by batch
+                out = []
+                h = m.register_forward_hook(lambda mod, i, o: out.append(o.detach().mean(1)))
+                with torch.no_grad():
+                    model.encode_image(random_resized_crop(x[start:start + 5], gen, (0.5, 1.0)))
+                h.remove()
+                rows.append(out[0])
+            per_layer[k] += torch.cat(rows) / 3
+        want = unitmem(per_layer[k])
+        np.testing.assert_allclose(got[got.layer == k].unitmem.to_numpy(), want, atol=1e-5)
+    assert len(got) == len(mods) * 4 * 64 and not any(m._forward_hooks for m in mods)  # hooks removed

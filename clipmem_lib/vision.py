@@ -1,0 +1,180 @@
+"""The vision-only baselines of Sec. 4.5, built on exactly CLIP's image tower (open_clip's
+VisionTransformer of the same config): a self-supervised encoder trained with DINO (Caron et al., 2021)
+and a supervised multi-label classifier.  With them, SSLMem and UnitMem place CLIP between supervised
+and self-supervised learning (Fig. 4, claim 8).
+
+DINO uses lightly's ``DINOProjectionHead`` and ``DINOLoss`` (centring and sharpening), an EMA teacher
+with a cosine momentum schedule, and multi-crop.  One simplification, stated: open_clip's ViT has fixed
+positional embeddings, so local crops are resampled to the full input size instead of 96 px.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .augment import random_resized_crop, to_model_input
+from .data import ImageSource, PairData
+from .models import create_model
+from .embed import image_size
+from .train import default_device, lr_at
+
+__all__ = ["VisionConfig", "vision_tower", "Encoder", "train_dino", "train_supervised", "colour_targets",
+           "teacher_momentum"]
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionConfig:
+    """Training options of the DINO and supervised baselines (run-store keys)."""
+
+    epochs: int = 80
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.04
+    warmup: float = 0.05
+    n_local: int = 4                       # DINO local crops (besides 2 global ones)
+    global_scale: tuple[float, float] = (0.4, 1.0)
+    local_scale: tuple[float, float] = (0.05, 0.4)
+    out_dim: int = 1024                    # DINO prototypes
+    teacher_temp: float = 0.04
+    momentum: tuple[float, float] = (0.996, 1.0)
+    crop_scale: tuple[float, float] = (0.9, 1.0)  # the supervised model's augmentation (as CLIP's)
+    seed: int = 0
+
+
+def vision_tower(model: str, seed: int = 0) -> torch.nn.Module:
+    """CLIP's image tower for config ``model``, freshly initialised (``pretrained=None``)."""
+    return create_model(model, seed=seed).visual
+
+
+class Encoder(torch.nn.Module):
+    """An image tower seen through CLIP's interface (``visual``, ``encode_image``), so
+    :func:`~clipmem_lib.embed.embed_images` and the UnitMem hooks treat all three models alike."""
+
+    def __init__(self, tower: torch.nn.Module):
+        super().__init__()
+        self.visual = tower
+
+    def encode_image(self, x, normalize: bool = False):
+        z = self.visual(x)
+        return F.normalize(z, dim=-1) if normalize else z
+
+
+def colour_targets(data: PairData) -> tuple[np.ndarray, list[str]]:
+    """Multi-hot (N, C) first-level labels of the built-in scenes: which colours appear (COCO's
+    counterpart is its first-level categories)."""
+    if "description" not in data.meta:
+        raise ValueError(f"{data.name}: multi-label targets need the built-in scenes' descriptions")
+    present = [{o["colour"] for o in json.loads(d)["objects"]} for d in data.meta["description"]]
+    names = sorted(set().union(*present))
+    y = np.zeros((len(present), len(names)), dtype=np.float32)
+    for i, cs in enumerate(present):
+        y[i, [names.index(c) for c in cs]] = 1
+    return y, names
+
+
+def _loop(params, images: ImageSource, indices, cfg: VisionConfig, step_fn, *, size, device, progress, desc,
+          on_epoch_end=None) -> list[dict]:
+    """The shared epoch loop: seeded order, AdamW with warm-up + cosine, one ``step_fn`` per batch."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if len(idx) < cfg.batch_size:
+        raise ValueError(f"{len(idx)} training images is fewer than one batch of {cfg.batch_size}")
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    spe = len(idx) // cfg.batch_size
+    total, history = spe * cfg.epochs, []
+    bar = tqdm(total=total, desc=desc, disable=not progress, mininterval=2.0, dynamic_ncols=True)
+    for epoch in range(cfg.epochs):
+        t0, losses = time.perf_counter(), []
+        order = np.random.default_rng([cfg.seed, 0, epoch]).permutation(len(idx))
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([cfg.seed, 3, epoch]).integers(2**62)))
+        for s in range(spe):
+            step = epoch * spe + s
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, cfg.lr, cfg.warmup)
+            pos = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            x = to_model_input(images.batch(idx[pos], [0] * len(pos), size).to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = step_fn(x, idx[pos], gen, epoch, step, total)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", refresh=False)
+        history.append(dict(epoch=epoch, loss=float(np.mean(losses)), seconds=time.perf_counter() - t0))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    bar.close()
+    return history
+
+
+def teacher_momentum(step: int, total: int, momentum=(0.996, 1.0)) -> float:
+    """DINO's EMA momentum: cosine from ``momentum[0]`` at step 0 up to ``momentum[1]`` at the end."""
+    return momentum[1] - (momentum[1] - momentum[0]) * (math.cos(math.pi * step / total) + 1) / 2
+
+
+def train_dino(tower: torch.nn.Module, images: ImageSource, indices: Sequence[int], cfg: VisionConfig = VisionConfig(),
+               *, device=None, progress: bool = True, desc: str = "dino",
+               on_epoch_end: Callable[[int], None] | None = None) -> list[dict]:
+    """Train ``tower`` in place with DINO on ``images[indices]``; the student tower is what is kept."""
+    from lightly.loss import DINOLoss
+    from lightly.models.modules import DINOProjectionHead
+    from lightly.models.utils import deactivate_requires_grad, update_momentum
+
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(cfg.seed)
+    dim = tower.output_dim
+    head = DINOProjectionHead(dim, 4 * dim, min(256, dim), cfg.out_dim)
+    t_head = DINOProjectionHead(dim, 4 * dim, min(256, dim), cfg.out_dim)  # built fresh: deepcopy fails
+    t_head.load_state_dict(head.state_dict())
+    t_tower = copy.deepcopy(tower)  # the EMA teacher starts equal to the student
+    for m in (t_tower, t_head):
+        deactivate_requires_grad(m)
+    student, teacher = torch.nn.Sequential(tower, head).to(device), torch.nn.Sequential(t_tower, t_head).to(device)
+    student.train(), teacher.train()
+    loss_fn = DINOLoss(cfg.out_dim, warmup_teacher_temp=cfg.teacher_temp, teacher_temp=cfg.teacher_temp,
+                       warmup_teacher_temp_epochs=0).to(device)
+    size = image_size(tower)
+
+    def step(x, _idx, gen, epoch, s, total):
+        update_momentum(student, teacher, teacher_momentum(s, total, cfg.momentum))
+        glob = [random_resized_crop(x, gen, cfg.global_scale) for _ in range(2)]
+        local = [random_resized_crop(x, gen, cfg.local_scale) for _ in range(cfg.n_local)]
+        with torch.no_grad():
+            t_out = [teacher(v).float() for v in glob]
+        s_out = [student(v).float() for v in glob + local]
+        return loss_fn(t_out, s_out, epoch=epoch)
+
+    hist = _loop(student.parameters(), images, indices, cfg, step, size=size, device=device, progress=progress,
+                 desc=desc, on_epoch_end=on_epoch_end)
+    tower.eval()
+    return hist
+
+
+def train_supervised(tower: torch.nn.Module, images: ImageSource, indices: Sequence[int], targets: np.ndarray,
+                     cfg: VisionConfig = VisionConfig(), *, device=None, progress: bool = True, desc: str = "supervised",
+                     on_epoch_end: Callable[[int], None] | None = None) -> list[dict]:
+    """Train ``tower`` in place with a linear multi-label head (BCE) on ``targets[indices]`` (N, C)."""
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(cfg.seed)
+    dim = tower.output_dim
+    head = torch.nn.Linear(dim, targets.shape[1])
+    model = torch.nn.Sequential(tower, head).to(device).train()
+    y_all = torch.as_tensor(targets, dtype=torch.float32)
+
+    def step(x, idx, gen, _epoch, _s, _total):
+        logits = model(random_resized_crop(x, gen, cfg.crop_scale)).float()
+        return F.binary_cross_entropy_with_logits(logits, y_all[torch.as_tensor(idx)].to(device))
+
+    hist = _loop(model.parameters(), images, indices, cfg, step, size=image_size(tower), device=device, progress=progress,
+                 desc=desc, on_epoch_end=on_epoch_end)
+    tower.eval()
+    return hist

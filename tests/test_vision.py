@@ -1,0 +1,57 @@
+"""The Sec. 4.5 baselines on CLIP's image tower: multi-label targets, DINO's momentum schedule and a
+training step through lightly, and a supervised model that learns its labels."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clipmem_lib.scenes import SceneConfig, make_scenes
+from clipmem_lib.vision import (Encoder, VisionConfig, colour_targets, teacher_momentum, train_dino,
+                                train_supervised, vision_tower)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return make_scenes(SceneConfig(n=300, seed=5))
+
+
+def test_colour_targets_are_the_colours_present(scenes):
+    y, names = colour_targets(scenes)
+    for i in (0, 7, 42):
+        present = {o["colour"] for o in json.loads(scenes.meta.description[i])["objects"]}
+        assert {names[j] for j in np.flatnonzero(y[i])} == present
+    assert y.shape == (300, len(names)) and (y.sum(1) >= 1).all()
+
+
+def test_teacher_momentum_rises_from_base_to_one():
+    assert teacher_momentum(0, 100) == pytest.approx(0.996)
+    assert teacher_momentum(100, 100) == pytest.approx(1.0)
+    assert teacher_momentum(25, 100) < teacher_momentum(50, 100) < teacher_momentum(75, 100)
+
+
+def test_encoder_is_clip_shaped(scenes):
+    enc = Encoder(vision_tower("clipmem-tiny"))
+    z = enc.encode_image(torch.randn(3, 3, 32, 32), normalize=True)
+    assert z.shape == (3, 64) and torch.allclose(z.norm(dim=-1), torch.ones(3), atol=1e-5)
+
+
+def test_dino_trains_deterministically_and_changes_the_tower(scenes):
+    cfg = VisionConfig(epochs=2, batch_size=64, n_local=2, out_dim=128)
+    towers = [vision_tower("clipmem-tiny") for _ in range(2)]
+    before = [p.clone() for p in towers[0].parameters()]
+    hists = [train_dino(t, scenes.images, range(256), cfg, device="cpu", progress=False) for t in towers]
+    assert hists[0] == [dict(h, seconds=hists[0][i]["seconds"]) for i, h in enumerate(hists[1])]
+    assert all(np.isfinite(h["loss"]) for h in hists[0])
+    assert any(not torch.equal(a, b) for a, b in zip(before, towers[0].parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(towers[0].parameters(), towers[1].parameters()))
+
+
+def test_supervised_model_learns_its_multilabel_targets(scenes):
+    y, _ = colour_targets(scenes)
+    tower = vision_tower("clipmem-tiny")
+    hist = train_supervised(tower, scenes.images, range(256), y, VisionConfig(epochs=15, batch_size=64, lr=2e-3),
+                            device="cpu", progress=False)
+    assert hist[-1]["loss"] < 0.6 * hist[0]["loss"]
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train_supervised(tower, scenes.images, range(10), y, VisionConfig(batch_size=64), device="cpu", progress=False)
