@@ -25,8 +25,9 @@ from .store import RunStore, config_key, project_path
 from .datasets import load_dataset
 from .splits import make_splits
 from .train import TrainConfig, train_clip
+from .vision import Encoder, VisionConfig, colour_targets, train_dino, train_supervised, vision_tower
 
-__all__ = ["Setup", "setup", "TrainedModel", "fit_clip", "train_pair", "model_embeddings", "score_clipmem", "score_sslmem", "utility"]
+__all__ = ["Setup", "setup", "TrainedModel", "fit_clip", "fit_vision", "train_pair", "model_embeddings", "score_clipmem", "score_sslmem", "utility"]
 
 
 @dataclasses.dataclass
@@ -55,13 +56,13 @@ def setup(P) -> Setup:
 
 @dataclasses.dataclass
 class TrainedModel:
-    """A trained CLIP with what is needed to use it again: its store key, history and tokenizer."""
+    """A trained model with what is needed to use it again: its store key, history and (CLIP only) tokenizer."""
 
     model: torch.nn.Module
     key: str
-    config: TrainConfig
+    config: TrainConfig | VisionConfig
     history: list[dict]
-    tokenizer: CaptionTokenizer
+    tokenizer: CaptionTokenizer | None
 
 
 def _tok_digest(tok: CaptionTokenizer) -> str:
@@ -98,6 +99,35 @@ def fit_clip(data: PairData, indices: Sequence[int], model: str = "clipmem-tiny"
     m.eval()
     hist = pd.read_csv(path / "history.csv").to_dict("records")
     return TrainedModel(m, path.name, config, hist, tok)
+
+
+def fit_vision(kind: str, data: PairData, indices: Sequence[int], model: str = "clipmem-tiny",
+               config: VisionConfig = VisionConfig(), *, store: RunStore | None = None, force: bool = False,
+               device=None, progress: bool = True, desc: str | None = None) -> TrainedModel:
+    """A Sec. 4.5 baseline on CLIP's image tower, trained or loaded from ``store``: ``kind`` is "dino"
+    (self-supervised) or "supervised" (multi-label colours of the built-in scenes).  The returned
+    ``model`` is a :class:`~clipmem_lib.vision.Encoder`, usable wherever a CLIP image side is."""
+    if kind not in ("dino", "supervised"):
+        raise ValueError(f"kind must be 'dino' or 'supervised', got {kind!r}")
+    store = store if store is not None else RunStore("runs")
+    idx = np.asarray(indices, dtype=np.int64)
+    key_cfg = dict(kind=kind, model=model, train=config, images=data.images.fingerprint(), indices=idx)
+
+    def build(out, _):
+        tower = vision_tower(model, seed=config.seed)
+        if kind == "dino":
+            hist = train_dino(tower, data.images, idx, config, device=device, progress=progress, desc=desc or kind)
+        else:
+            hist = train_supervised(tower, data.images, idx, colour_targets(data)[0], config, device=device,
+                                    progress=progress, desc=desc or kind)
+        torch.save(tower.state_dict(), out / "model.pt")
+        pd.DataFrame(hist).to_csv(out / "history.csv", index=False)
+
+    path = store.build(kind, key_cfg, build, force=force)
+    tower = vision_tower(model, seed=config.seed)
+    tower.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+    enc = Encoder(tower).eval()
+    return TrainedModel(enc, path.name, config, pd.read_csv(path / "history.csv").to_dict("records"), None)
 
 
 def train_pair(data: PairData, splits: Splits, model: str = "clipmem-tiny", config: TrainConfig = TrainConfig(),

@@ -54,3 +54,20 @@ def test_fit_clip_cache_hit_does_not_retrain(tmp_path, monkeypatch):
     assert len(n) == 2
     ex.fit_clip(data, range(128), config=cfg, store=store, progress=False, device="cpu", force=True)
     assert len(n) == 3
+
+
+def test_fit_vision_cache_hit_does_not_retrain(tmp_path, monkeypatch):
+    from clipmem_lib.vision import VisionConfig
+
+    data = make_scenes(SceneConfig(n=140, seed=2))
+    store, cfg, n = RunStore(tmp_path), VisionConfig(epochs=1, batch_size=64, n_local=1, out_dim=64), []
+    real = ex.train_supervised
+    monkeypatch.setattr(ex, "train_supervised", lambda *a, **k: n.append(1) or real(*a, **k))
+    a = ex.fit_vision("supervised", data, range(128), config=cfg, store=store, progress=False, device="cpu")
+    b = ex.fit_vision("supervised", data, range(128), config=cfg, store=store, progress=False, device="cpu")
+    assert len(n) == 1 and a.key == b.key and a.model.encode_image(torch.zeros(1, 3, 32, 32)).shape == (1, 64)
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    d = ex.fit_vision("dino", data, range(128), config=cfg, store=store, progress=False, device="cpu")
+    assert d.key != a.key  # same data and config, another objective: another entry
+    with pytest.raises(ValueError, match="kind must be"):
+        ex.fit_vision("mae", data, range(128), config=cfg, store=store)
