@@ -25,9 +25,11 @@ from .store import RunStore, config_key, project_path
 from .datasets import load_dataset
 from .splits import make_splits
 from .train import TrainConfig, train_clip
+from .unitmem import layer_unitmem, text_layer_unitmem, top_unit_layers
 from .vision import Encoder, VisionConfig, colour_targets, train_dino, train_supervised, vision_tower
 
-__all__ = ["Setup", "setup", "TrainedModel", "fit_clip", "fit_vision", "train_pair", "model_embeddings", "score_clipmem", "score_sslmem", "utility"]
+__all__ = ["Setup", "setup", "TrainedModel", "fit_clip", "fit_vision", "train_pair", "model_embeddings", "score_clipmem", "score_sslmem", "utility", "unitmem_layers",
+           "unitmem_during_training"]
 
 
 @dataclasses.dataclass
@@ -149,18 +151,23 @@ def train_pair(data: PairData, splits: Splits, model: str = "clipmem-tiny", conf
 def model_embeddings(trained: TrainedModel, data: PairData, indices: Sequence[int], *, n_crops: int = 8,
                      crop_scale=(0.9, 1.0), caption_ids: Sequence[int] | None = None, seed: int = 0,
                      store: RunStore | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cached (image views (P, 1+n_crops, d), caption embeddings (P, C, d)) of ``data[indices]``."""
+    """Cached (image views (P, 1+n_crops, d), caption embeddings (P, C, d)) of ``data[indices]``;
+    an image-only model (no tokenizer) has C = 0."""
     store = store if store is not None else RunStore("runs")
     idx = np.asarray(indices, dtype=np.int64)
+    if trained.tokenizer is None:
+        caption_ids = ()
     caption_ids = tuple(trained.config.caption_ids() if caption_ids is None else caption_ids)
     cfg = dict(model=trained.key, images=data.images.fingerprint(), indices=idx, captions=data.caption_digest(idx),
                n_crops=n_crops, crop_scale=tuple(crop_scale), caption_ids=caption_ids, seed=seed)
 
     def build(out, _):
-        tokens = trained.tokenizer.tokenize_pairs(data)
+        tokens = trained.tokenizer.tokenize_pairs(data) if caption_ids else None
         torch.save(embed_images(trained.model, data.images, idx, n_crops=n_crops, crop_scale=crop_scale,
                                 seed=seed, device=device).half(), out / "images.pt")
-        torch.save(embed_texts(trained.model, tokens, idx, caption_ids, device=device).half(), out / "texts.pt")
+        texts = (embed_texts(trained.model, tokens, idx, caption_ids, device=device) if caption_ids
+                 else torch.zeros(len(idx), 0, 1))
+        torch.save(texts.half(), out / "texts.pt")
 
     path = store.build("embeddings", cfg, build)
     load = lambda name: torch.load(path / name, weights_only=True).float()  # noqa: E731
@@ -197,17 +204,18 @@ def score_clipmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
 def score_sslmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, *, n_crops: int = 5,
                  crop_scale=(0.5, 1.0), seed: int = 0, store: RunStore | None = None, device=None) -> pd.DataFrame:
     """SSLMem (Eq. 1–2) of CLIP's image encoder (``n_crops`` crops) and text encoder (all captions as
-    augmentations) for S_S, S_C, S_I and S_E (Fig. 3), raw and range-normalised."""
+    augmentations) for S_S, S_C, S_I and S_E (Fig. 3), raw and range-normalised.  For image-only
+    models (DINO, Sec. 4.5) only the image columns."""
     subsets = splits.subsets()
     idx = np.concatenate(list(subsets.values()))
-    all_caps = tuple(range(data.n_captions))
+    all_caps = tuple(range(data.n_captions)) if f.tokenizer is not None else ()
     loss = {}
     for name, m in (("f", f), ("g", g)):
         img, txt = model_embeddings(m, data, idx, n_crops=n_crops, crop_scale=crop_scale, caption_ids=all_caps,
                                     seed=seed, store=store, device=device)
-        loss[name] = (image_alignment_loss(img), text_alignment_loss(txt))
+        loss[name] = (image_alignment_loss(img), text_alignment_loss(txt)) if all_caps else (image_alignment_loss(img),)
     df = pd.DataFrame(dict(index=idx, subset=np.concatenate([[k] * len(v) for k, v in subsets.items()])))
-    for j, enc in enumerate(("image", "text")):
+    for j, enc in enumerate(("image", "text")[:len(loss["f"])]):
         df[f"sslmem_{enc}_raw"] = sslmem(loss["f"][j], loss["g"][j], normalise=False)
         df[f"sslmem_{enc}"] = sslmem(loss["f"][j], loss["g"][j])
     return df
@@ -229,3 +237,55 @@ def utility(trained: TrainedModel, probe: PairData, heldout: PairData | None = N
                                     device=device)
         out["r_at_1"] = retrieval_at_1(img[:, 0], txt[:, 0])
     return out
+
+
+def unitmem_layers(trained: TrainedModel, data: PairData, indices: Sequence[int], *, tower: str = "image",
+                   n_aug: int = 10, crop_scale=(0.9, 1.0), reduce: str = "median", seed: int = 0,
+                   store: RunStore | None = None, device=None) -> pd.DataFrame:
+    """Cached UnitMem of every MLP unit (Fig. 4) over the points ``indices``: of the image tower over
+    ``n_aug`` crops, or (``tower="text"``, CLIP only) of the text tower over the pair's captions."""
+    store = store if store is not None else RunStore("runs")
+    idx = np.asarray(indices, dtype=np.int64)
+    cfg = dict(model=trained.key, tower=tower, indices=idx, n_aug=n_aug, crop_scale=tuple(crop_scale),
+               reduce=reduce, seed=seed, images=data.images.fingerprint(), captions=data.caption_digest(idx))
+
+    def compute():
+        if tower == "image":
+            return layer_unitmem(trained.model, data.images, idx, n_aug=n_aug, crop_scale=crop_scale, reduce=reduce,
+                                 seed=seed, device=device)
+        if tower == "text" and trained.tokenizer is not None:
+            return text_layer_unitmem(trained.model, trained.tokenizer.tokenize_pairs(data), idx,
+                                      tuple(range(data.n_captions)), reduce=reduce, device=device)
+        raise ValueError(f"tower must be 'image' or, for CLIP, 'text'; got {tower!r}")
+
+    return store.frame("unitmem", cfg, compute)
+
+
+def unitmem_during_training(data: PairData, indices: Sequence[int], model: str = "clipmem-tiny",
+                            config: TrainConfig = TrainConfig(), *, every: int = 10, n_aug: int = 10,
+                            percents=(1, 3, 5), store: RunStore | None = None, device=None,
+                            progress: bool = True) -> pd.DataFrame:
+    """Fig. 11: train CLIP on ``data[indices]`` and, every ``every`` epochs (and at the end), record in
+    which layers of the image tower the top 1/3/5% UnitMem units sit.  Cached; the model trained here is
+    the same as :func:`fit_clip`'s (same seeds), recomputed because its checkpoints are not kept."""
+    store = store if store is not None else RunStore("runs")
+    idx = np.asarray(indices, dtype=np.int64)
+    tok = tokenizer_for(model, data)
+    cfg = dict(model=model, vocab=_tok_digest(tok), train=config, images=data.images.fingerprint(), indices=idx,
+               captions=data.caption_digest(idx), every=every, n_aug=n_aug, percents=tuple(percents))
+
+    def compute():
+        m, rows = create_model(model, tok.vocab_size, seed=config.seed), []
+
+        def record(epoch, net):
+            if (epoch + 1) % every and epoch + 1 != config.epochs:
+                return
+            table = layer_unitmem(net, data.images, idx, n_aug=n_aug, crop_scale=config.crop_scale, device=device)
+            net.train()
+            rows.append(top_unit_layers(table, percents).assign(epoch=epoch + 1))
+
+        train_clip(m, data.images, tok.tokenize_pairs(data), idx, config, device=device, progress=progress,
+                   desc="f, tracking UnitMem", on_epoch_end=record)
+        return pd.concat(rows, ignore_index=True)
+
+    return store.frame("unitmem_tracking", cfg, compute)

@@ -13,7 +13,7 @@ import seaborn as sns
 from .data import PairData
 
 __all__ = ["subset_distributions", "clean_vs_poisoned", "gallery", "alignment_scatter", "metric_comparison",
-           "memorisation_vs_frequency", "pair_explorer"]
+           "memorisation_vs_frequency", "pair_explorer", "unitmem_per_layer", "unitmem_tracking"]
 
 SUBSET_ORDER = ["S_S", "S_C", "S_I", "S_E"]
 PALETTE = dict(zip(SUBSET_ORDER, sns.color_palette("colorblind", 4)))
@@ -79,7 +79,8 @@ def alignment_scatter(scores: pd.DataFrame, ax=None):
     return ax
 
 
-def metric_comparison(table: pd.DataFrame, columns: dict[str, str]):
+def metric_comparison(table: pd.DataFrame, columns: dict[str, str],
+                      title: str = "Single-modality SSLMem vs. CLIPMem on S_C and S_S (cf. paper Fig. 3)"):
     """Fig. 3: S_C vs S_S distributions of several scores side by side (e.g. SSLMem image/text, CLIPMem)."""
     fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), sharey=False)
     part = table[table.subset.isin(["S_S", "S_C"])]
@@ -87,7 +88,7 @@ def metric_comparison(table: pd.DataFrame, columns: dict[str, str]):
         sns.histplot(data=part, x=col, hue="subset", hue_order=["S_S", "S_C"], palette=PALETTE, stat="density",
                      common_norm=False, element="step", bins=30, ax=ax)
         ax.set(title=title, xlabel="score (normalised)")
-    fig.suptitle("Single-modality SSLMem vs. CLIPMem on S_C and S_S (cf. paper Fig. 3)")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -102,6 +103,26 @@ def memorisation_vs_frequency(scores: pd.DataFrame, subset: str = "S_C", ax=None
     ax.set(xlabel="occurrences of the pair's concept in the dataset", ylabel="CLIPMem",
            title=f"Rare concepts are memorised ({subset})")
     return ax
+
+
+def unitmem_per_layer(table: pd.DataFrame, ax=None):
+    """Fig. 4: mean UnitMem per layer, one line per model (``table``: model, layer, unitmem per unit)."""
+    ax = ax or plt.subplots(figsize=(6, 3.6))[1]
+    sns.lineplot(data=table, x="layer", y="unitmem", hue="model", style="model", markers=True, dashes=False,
+                 errorbar=("ci", 95), ax=ax)
+    ax.set(xticks=sorted(table.layer.unique()), xlabel="transformer block", ylabel="mean UnitMem",
+           title="UnitMem per layer (cf. paper Fig. 4)")
+    return ax
+
+
+def unitmem_tracking(track: pd.DataFrame):
+    """Fig. 11: share of the top 1/3/5% UnitMem units in each layer, along training."""
+    g = sns.relplot(data=track, x="epoch", y="share", hue="layer", col="top_percent", kind="line", marker="o",
+                    palette="viridis", height=3, aspect=1.1)
+    g.set_titles("top {col_name}% units")
+    g.set_axis_labels("epoch", "share of the top units")
+    g.figure.suptitle("Where the most memorising units sit during CLIP training (cf. paper Fig. 11)", y=1.04)
+    return g
 
 
 def pair_explorer(data: PairData, scores: pd.DataFrame, column: str = "clipmem"):

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["unitmem", "UnitActivations", "gelu_blocks", "layer_unitmem"]
+__all__ = ["unitmem", "UnitActivations", "gelu_blocks", "layer_unitmem", "text_layer_unitmem", "top_unit_layers"]
 
 
 def unitmem(mu: torch.Tensor | np.ndarray, reduce: str = "median") -> np.ndarray:
@@ -44,8 +44,8 @@ def unitmem(mu: torch.Tensor | np.ndarray, reduce: str = "median") -> np.ndarray
 
 
 def gelu_blocks(tower) -> list[torch.nn.Module]:
-    """The ``mlp.gelu`` modules of a tower's transformer blocks (``model.visual`` or ``model``'s text
-    transformer), in depth order."""
+    """The ``mlp.gelu`` modules of a tower's transformer blocks (``model.visual``, or a CLIP ``model``
+    for its text transformer), in depth order."""
     blocks = tower.transformer.resblocks
     return [b.mlp.gelu for b in blocks]
 
@@ -131,5 +131,45 @@ def layer_unitmem(model, images, indices: Sequence[int], *, n_aug: int = 10, cro
         mus = acts.means()
     finally:
         acts.remove()
+    return _per_unit(mus, reduce)
+
+
+def _per_unit(mus: list[torch.Tensor], reduce: str) -> pd.DataFrame:
     return pd.concat([pd.DataFrame({"layer": layer, "unit": np.arange(mu.shape[1]), "unitmem": unitmem(mu, reduce)})
                       for layer, mu in enumerate(mus)], ignore_index=True)
+
+
+@torch.no_grad()
+def text_layer_unitmem(model, tokens: torch.Tensor, indices: Sequence[int], caption_ids: Sequence[int] = (0,), *,
+                       reduce: str = "median", batch_size: int = 512, device=None) -> pd.DataFrame:
+    """UnitMem of every MLP unit of CLIP's text transformer (not in the paper): the captions
+    ``caption_ids`` of a pair are its augmentations, and activations are averaged over all context
+    positions (padding included, as all tokens are for images)."""
+    from .train import default_device
+
+    device = torch.device(device) if device is not None else default_device()
+    model.to(device).eval()
+    idx = np.asarray(indices, dtype=np.int64)
+    acts = UnitActivations(gelu_blocks(model), n_points=len(idx))
+    try:
+        for c in caption_ids:
+            for start in range(0, len(idx), batch_size):
+                chunk = idx[start:start + batch_size]
+                with acts.recording(np.arange(start, start + len(chunk))):
+                    model.encode_text(tokens[torch.as_tensor(chunk), c].to(device))
+        mus = acts.means()
+    finally:
+        acts.remove()
+    return _per_unit(mus, reduce)
+
+
+def top_unit_layers(table: pd.DataFrame, percents=(1, 3, 5)) -> pd.DataFrame:
+    """Fig. 11: where the top ``p``% units by UnitMem sit: for each p, the fraction of them in each layer."""
+    rows = []
+    for p in percents:
+        k = max(1, int(round(len(table) * p / 100)))
+        top = table.nlargest(k, "unitmem")
+        share = top.layer.value_counts(normalize=True)
+        rows += [dict(top_percent=p, layer=int(layer), share=float(share.get(layer, 0.0)))
+                 for layer in sorted(table.layer.unique())]
+    return pd.DataFrame(rows)

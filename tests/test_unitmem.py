@@ -91,3 +91,26 @@ def test_layer_unitmem_matches_per_augmentation_brute_force():
         want = unitmem(per_layer[k])
         np.testing.assert_allclose(got[got.layer == k].unitmem.to_numpy(), want, atol=1e-5)
     assert len(got) == len(mods) * 4 * 64 and not any(m._forward_hooks for m in mods)  # hooks removed
+
+
+def test_tracking_during_training_ends_where_the_trained_model_is(tmp_path):
+    """Fig. 11's last record is the top-unit layout of the very model fit_clip trains (same seeds)."""
+    import clipmem_lib.experiment as ex
+    from clipmem_lib.scenes import SceneConfig, make_scenes
+    from clipmem_lib.store import RunStore
+    from clipmem_lib.train import TrainConfig
+    from clipmem_lib.unitmem import top_unit_layers
+
+    data, store = make_scenes(SceneConfig(n=140, seed=4)), RunStore(tmp_path)
+    cfg = TrainConfig(epochs=3, batch_size=64)
+    track = ex.unitmem_during_training(data, range(128), config=cfg, every=2, n_aug=2, store=store, device="cpu",
+                                       progress=False)
+    assert sorted(track.epoch.unique()) == [2, 3]
+    assert np.allclose(track.groupby(["epoch", "top_percent"]).share.sum(), 1.0)
+    f = ex.fit_clip(data, range(128), config=cfg, store=store, progress=False, device="cpu")
+    final = top_unit_layers(ex.unitmem_layers(f, data, range(128), n_aug=2, crop_scale=cfg.crop_scale, store=store,
+                                              device="cpu"))
+    last = track[track.epoch == 3].drop(columns="epoch").reset_index(drop=True)
+    np.testing.assert_allclose(last.share, final.share, atol=1e-9)
+    text = ex.unitmem_layers(f, data, range(128), tower="text", store=store, device="cpu")
+    assert sorted(text.layer.unique()) == [0, 1] and text.unitmem.between(0, 1).all()
