@@ -27,7 +27,7 @@ html: $(STAMP)
 
 book: notebooks html
 
-# nbval re-runs the chapters at their defaults; Sec. 4.5 (five models, ~8 min) is only smoke-run, to keep CI short.
+# nbval re-runs the chapters at their defaults; Sec. 4.5 (seven models, ~10 min) is only smoke-run, to keep CI short.
 test: $(STAMP)
 	$(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env --ignore=notebooks/04_between.ipynb
 

@@ -16,7 +16,8 @@ def load_dataset(source: str = "builtin", path: str = "", *, n_pairs: int = 2000
     """The training data of a run.
 
     builtin:    :func:`make_scenes` with ``n_pairs``, ``image_size``, ``n_variants`` and ``seed``;
-    coco:       ``path`` is the COCO root with ``annotations/captions_train2017.json`` and ``train2017/``;
+    coco:       ``path`` is the COCO root with ``annotations/captions_train2017.json`` and ``train2017/``
+                (and, for Sec. 4.5's supervised model, ``annotations/instances_train2017.json``);
     csv:        ``path`` is an OpenCLIP CSV (tab-separated ``filepath``/``title``);
     webdataset: ``path`` is a shard pattern such as ``cc3m/{00000..00099}.tar``.
     """
@@ -33,7 +34,9 @@ def load_dataset(source: str = "builtin", path: str = "", *, n_pairs: int = 2000
 
     if source == "coco":
         root = pathlib.Path(path)
-        return loaders.load_coco(root / "annotations" / "captions_train2017.json", root / "train2017")
+        inst = root / "annotations" / "instances_train2017.json"
+        return loaders.load_coco(root / "annotations" / "captions_train2017.json", root / "train2017",
+                                 instances=inst if inst.exists() else None)
     if source == "csv":
         return loaders.load_csv(path)
     return loaders.load_webdataset(path)

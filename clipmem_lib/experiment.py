@@ -26,7 +26,7 @@ from .datasets import load_dataset
 from .splits import make_splits
 from .train import TrainConfig, train_clip
 from .unitmem import layer_unitmem, text_layer_unitmem, top_unit_layers
-from .vision import Encoder, VisionConfig, colour_targets, train_dino, train_supervised, vision_tower
+from .vision import Encoder, VisionConfig, first_level_targets, train_dino, train_supervised, vision_tower
 
 __all__ = ["Setup", "setup", "TrainedModel", "fit_clip", "fit_vision", "train_pair", "model_embeddings", "score_clipmem", "score_sslmem", "utility", "unitmem_layers",
            "unitmem_during_training"]
@@ -114,13 +114,15 @@ def fit_vision(kind: str, data: PairData, indices: Sequence[int], model: str = "
     store = store if store is not None else RunStore("runs")
     idx = np.asarray(indices, dtype=np.int64)
     key_cfg = dict(kind=kind, model=model, train=config, images=data.images.fingerprint(), indices=idx)
+    if kind == "supervised" and "first_level" in data.meta:  # COCO's labels (built-in ones follow from the images)
+        key_cfg["labels"] = config_key(list(data.meta["first_level"]))
 
     def build(out, _):
         tower = vision_tower(model, seed=config.seed)
         if kind == "dino":
             hist = train_dino(tower, data.images, idx, config, device=device, progress=progress, desc=desc or kind)
         else:
-            hist = train_supervised(tower, data.images, idx, colour_targets(data)[0], config, device=device,
+            hist = train_supervised(tower, data.images, idx, first_level_targets(data)[0], config, device=device,
                                     progress=progress, desc=desc or kind)
         torch.save(tower.state_dict(), out / "model.pt")
         pd.DataFrame(hist).to_csv(out / "history.csv", index=False)
@@ -272,7 +274,8 @@ def unitmem_during_training(data: PairData, indices: Sequence[int], model: str =
     idx = np.asarray(indices, dtype=np.int64)
     tok = tokenizer_for(model, data)
     cfg = dict(model=model, vocab=_tok_digest(tok), train=config, images=data.images.fingerprint(), indices=idx,
-               captions=data.caption_digest(idx), every=every, n_aug=n_aug, percents=tuple(percents))
+               captions=data.caption_digest(idx), every=every, n_aug=n_aug, percents=tuple(percents),
+               ties="shared")  # top_unit_layers' tie rule
 
     def compute():
         m, rows = create_model(model, tok.vocab_size, seed=config.seed), []

@@ -42,9 +42,11 @@ def _file_fingerprint(paths, labels, name: str) -> str:
     return _digest(stats)
 
 
-def load_coco(annotations, image_dir, *, max_captions: int = 5, name: str = "coco") -> PairData:
+def load_coco(annotations, image_dir, *, instances=None, max_captions: int = 5, name: str = "coco") -> PairData:
     """COCO captions (``captions_train2017.json`` + image folder): one pair per captioned image, by image id,
-    with its first ``max_captions`` captions in annotation order."""
+    with its first ``max_captions`` captions in annotation order.  With ``instances``
+    (``instances_train2017.json``), ``meta['first_level']`` lists each image's object supercategories
+    ("|"-joined): the supervised baseline's labels in Sec. 4.5."""
     annotations, image_dir = os.fspath(annotations), os.fspath(image_dir)
     if max_captions < 1:
         raise ValueError(f"{name}: max_captions must be >= 1, got {max_captions}")
@@ -75,8 +77,25 @@ def load_coco(annotations, image_dir, *, max_captions: int = 5, name: str = "coc
     paths = [os.path.join(image_dir, n) for n in names]
     fp = _file_fingerprint(paths, names, name)
     meta = pd.DataFrame({"image_id": ids, "file_name": names, "is_miscaptioned": False})
+    if instances is not None:
+        meta["first_level"] = _supercategories(os.fspath(instances), ids, name)
     return PairData(captions=[caps[i][:max_captions] for i in ids], images=FileImages([[p] for p in paths], fp),
                     meta=meta, name=name)
+
+
+def _supercategories(path: str, ids, name: str) -> list[str]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name}: COCO instances file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        js = json.load(f)
+    try:
+        sup = {c["id"]: c["supercategory"] for c in js["categories"]}
+        per_image = collections.defaultdict(set)
+        for a in js["annotations"]:
+            per_image[a["image_id"]].add(sup[a["category_id"]])
+    except KeyError as e:
+        raise ValueError(f"{name}: {path} is not a COCO instances file (no {e})") from None
+    return ["|".join(sorted(per_image.get(i, ()))) for i in ids]
 
 
 def load_csv(path, *, img_key: str = "filepath", caption_key: str = "title", sep: str = "\t", root=None,

@@ -164,12 +164,17 @@ def text_layer_unitmem(model, tokens: torch.Tensor, indices: Sequence[int], capt
 
 
 def top_unit_layers(table: pd.DataFrame, percents=(1, 3, 5)) -> pd.DataFrame:
-    """Fig. 11: where the top ``p``% units by UnitMem sit: for each p, the fraction of them in each layer."""
-    rows = []
+    """Fig. 11: where the top ``p``% units by UnitMem sit: for each p, the fraction of them in each layer.
+
+    Units tied at the cut-off (common: many units score exactly 1) share the remaining places equally,
+    so the answer does not depend on the order of the units."""
+    rows, u = [], table.unitmem.to_numpy()
     for p in percents:
         k = max(1, int(round(len(table) * p / 100)))
-        top = table.nlargest(k, "unitmem")
-        share = top.layer.value_counts(normalize=True)
+        cut = np.sort(u)[::-1][k - 1]
+        above, tied = u > cut, u == cut
+        weight = above + tied * (k - above.sum()) / tied.sum()
+        share = pd.Series(weight).groupby(table.layer.to_numpy()).sum() / k
         rows += [dict(top_percent=p, layer=int(layer), share=float(share.get(layer, 0.0)))
                  for layer in sorted(table.layer.unique())]
     return pd.DataFrame(rows)

@@ -27,7 +27,7 @@ from .models import create_model
 from .embed import image_size
 from .train import default_device, lr_at
 
-__all__ = ["VisionConfig", "vision_tower", "Encoder", "train_dino", "train_supervised", "colour_targets",
+__all__ = ["VisionConfig", "vision_tower", "Encoder", "train_dino", "train_supervised", "first_level_targets",
            "teacher_momentum"]
 
 
@@ -68,16 +68,20 @@ class Encoder(torch.nn.Module):
         return F.normalize(z, dim=-1) if normalize else z
 
 
-def colour_targets(data: PairData) -> tuple[np.ndarray, list[str]]:
-    """Multi-hot (N, C) first-level labels of the built-in scenes: which colours appear (COCO's
-    counterpart is its first-level categories)."""
-    if "description" not in data.meta:
-        raise ValueError(f"{data.name}: multi-label targets need the built-in scenes' descriptions")
-    present = [{o["colour"] for o in json.loads(d)["objects"]} for d in data.meta["description"]]
+def first_level_targets(data: PairData) -> tuple[np.ndarray, list[str]]:
+    """Multi-hot (N, C) first-level labels for the supervised baseline: COCO's object supercategories
+    (``meta['first_level']``, from the instances file) or, for the built-in scenes, which colours appear."""
+    if "first_level" in data.meta:
+        present = [set(filter(None, str(v).split("|"))) for v in data.meta["first_level"]]
+    elif "description" in data.meta:
+        present = [{o["colour"] for o in json.loads(d)["objects"]} for d in data.meta["description"]]
+    else:
+        raise ValueError(f"{data.name}: the supervised model needs first-level labels: COCO's instances file "
+                         "(annotations/instances_train2017.json) or the built-in scenes")
     names = sorted(set().union(*present))
     y = np.zeros((len(present), len(names)), dtype=np.float32)
-    for i, cs in enumerate(present):
-        y[i, [names.index(c) for c in cs]] = 1
+    for i, labels in enumerate(present):
+        y[i, [names.index(c) for c in labels]] = 1
     return y, names
 
 

@@ -263,3 +263,24 @@ def test_load_dataset_sources(coco, shards, tmp_path):
         load_dataset("coco", "")
     with pytest.raises(ValueError, match="unknown data_source 'laion'.*builtin, coco, csv, webdataset"):
         load_dataset("laion", "x")
+
+
+def test_coco_instances_give_first_level_labels(coco):
+    from clipmem_lib.vision import first_level_targets
+
+    root, ann, folder = coco
+    inst = root / "annotations" / "instances_train2017.json"
+    inst.write_text(json.dumps({
+        "categories": [{"id": 1, "name": "dog", "supercategory": "animal"},
+                       {"id": 2, "name": "cat", "supercategory": "animal"},
+                       {"id": 3, "name": "car", "supercategory": "vehicle"}],
+        "annotations": [{"image_id": 2, "category_id": 1}, {"image_id": 2, "category_id": 3},
+                        {"image_id": 7, "category_id": 2}, {"image_id": 7, "category_id": 1}]}))
+    d = load_dataset("coco", str(root))  # picks up the instances file
+    assert d.meta.first_level.tolist() == ["animal|vehicle", "", "animal", ""]  # images 2, 5, 7, 9
+    y, names = first_level_targets(d)
+    assert names == ["animal", "vehicle"] and y.tolist() == [[1, 1], [0, 0], [1, 0], [0, 0]]
+    with pytest.raises(FileNotFoundError, match="instances file not found"):
+        load_coco(ann, folder, instances=root / "missing.json")
+    with pytest.raises(ValueError, match="needs first-level labels"):
+        first_level_targets(load_coco(ann, folder))

@@ -114,3 +114,21 @@ def test_tracking_during_training_ends_where_the_trained_model_is(tmp_path):
     np.testing.assert_allclose(last.share, final.share, atol=1e-9)
     text = ex.unitmem_layers(f, data, range(128), tower="text", store=store, device="cpu")
     assert sorted(text.layer.unique()) == [0, 1] and text.unitmem.between(0, 1).all()
+
+
+def test_top_unit_layers_shares_ties_and_counts_exactly():
+    import pandas as pd
+
+    from clipmem_lib.unitmem import top_unit_layers
+
+    # 200 units: layer 0 holds 100 at 0.5; layer 1 holds 1 at 0.9 and 99 at 0.4; layers 2/3 tie at 1.0 (2 each)
+    table = pd.DataFrame({"layer": [0] * 100 + [1] * 100 + [2, 2, 3, 3],
+                          "unitmem": [0.5] * 100 + [0.9] + [0.4] * 99 + [1.0] * 4})
+    out = top_unit_layers(table, percents=(1, 3)).set_index(["top_percent", "layer"]).share
+    # top 1% of 204 units = 2 places, 4 units tied at 1.0: each gets half a place, whatever the order
+    assert out[1].tolist() == pytest.approx([0, 0, 0.5, 0.5])
+    # top 3% = 6 places: the four 1.0s, the 0.9, then one place shared by the hundred 0.5s of layer 0
+    assert out[3].tolist() == pytest.approx([1 / 6, 1 / 6, 2 / 6, 2 / 6])
+    shuffled = table.sample(frac=1, random_state=0)
+    assert top_unit_layers(shuffled, (1, 3)).share.tolist() == pytest.approx(
+        top_unit_layers(table, (1, 3)).share.tolist())

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from clipmem_lib.scenes import SceneConfig, make_scenes
-from clipmem_lib.vision import (Encoder, VisionConfig, colour_targets, teacher_momentum, train_dino,
+from clipmem_lib.vision import (Encoder, VisionConfig, first_level_targets, teacher_momentum, train_dino,
                                 train_supervised, vision_tower)
 
 
@@ -16,8 +16,8 @@ def scenes():
     return make_scenes(SceneConfig(n=300, seed=5))
 
 
-def test_colour_targets_are_the_colours_present(scenes):
-    y, names = colour_targets(scenes)
+def test_first_level_targets_are_the_colours_present(scenes):
+    y, names = first_level_targets(scenes)
     for i in (0, 7, 42):
         present = {o["colour"] for o in json.loads(scenes.meta.description[i])["objects"]}
         assert {names[j] for j in np.flatnonzero(y[i])} == present
@@ -48,7 +48,7 @@ def test_dino_trains_deterministically_and_changes_the_tower(scenes):
 
 
 def test_supervised_model_learns_its_multilabel_targets(scenes):
-    y, _ = colour_targets(scenes)
+    y, _ = first_level_targets(scenes)
     tower = vision_tower("clipmem-tiny")
     hist = train_supervised(tower, scenes.images, range(256), y, VisionConfig(epochs=15, batch_size=64, lr=2e-3),
                             device="cpu", progress=False)
