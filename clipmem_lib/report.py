@@ -53,4 +53,4 @@ def load_claims(results_dir: str | os.PathLike) -> pd.DataFrame:
 
 def show(table: pd.DataFrame):
     """A paper-vs-this-run table for display: every cell in full (pandas would cut long text), no index."""
-    return table.style.hide(axis="index")
+    return table.style.hide(axis="index").format(escape="html")  # "S_I < 0" must stay text
