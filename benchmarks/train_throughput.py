@@ -11,7 +11,7 @@ import torch
 from open_clip.loss import ClipLoss
 
 from clipmem_lib.augment import to_model_input
-from clipmem_lib.models import create_model, tokenizer_for
+from clipmem_lib.models import create_model, image_size, tokenizer_for
 from clipmem_lib.scenes import SceneConfig, make_scenes
 from clipmem_lib.train import TrainConfig, default_device, train_clip
 
@@ -21,7 +21,7 @@ def bare_loop(model, images, tokens, steps, batch, device):
     logit-scale clamp; no augmentation."""
     model.to(device).train()
     opt, loss_fn = torch.optim.AdamW(model.parameters(), lr=1.2e-3), ClipLoss()
-    size = model.visual.image_size[0]
+    size = image_size(model)
     t0 = time.perf_counter()
     for s in range(steps):
         idx = torch.arange(s * batch, (s + 1) * batch) % len(images)

@@ -116,7 +116,8 @@ def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None
             pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name=kernel, progress_bar=progress,
                                 cwd=str(cwd or src.parent))
         except Exception as e:  # noqa: BLE001 - every failure is collected and reported at the end
-            os.replace(tmp, failed) if tmp.exists() else None
+            if tmp.exists():
+                os.replace(tmp, failed)
             dest.unlink(missing_ok=True)  # never render a stale chapter beside a failed run
             msg = f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', str(e))}".strip()
             results.append(Result(src.stem, False, time.perf_counter() - t0, msg))

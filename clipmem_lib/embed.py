@@ -13,15 +13,10 @@ import torch
 
 from .augment import random_resized_crop, to_model_input
 from .data import ImageSource
+from .models import image_size
 from .train import default_device
 
 __all__ = ["embed_images", "embed_texts"]
-
-
-def image_size(model) -> int:
-    """Input side of a CLIP model or of an image tower."""
-    s = getattr(model, "visual", model).image_size
-    return s[0] if isinstance(s, (tuple, list)) else int(s)
 
 
 @torch.no_grad()

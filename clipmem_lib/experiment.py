@@ -211,15 +211,17 @@ def score_sslmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Split
     subsets = splits.subsets()
     idx = np.concatenate(list(subsets.values()))
     all_caps = tuple(range(data.n_captions)) if f.tokenizer is not None else ()
-    loss = {}
+    loss = {}  # loss[model][encoder]
     for name, m in (("f", f), ("g", g)):
         img, txt = model_embeddings(m, data, idx, n_crops=n_crops, crop_scale=crop_scale, caption_ids=all_caps,
                                     seed=seed, store=store, device=device)
-        loss[name] = (image_alignment_loss(img), text_alignment_loss(txt)) if all_caps else (image_alignment_loss(img),)
+        loss[name] = {"image": image_alignment_loss(img)}
+        if all_caps:
+            loss[name]["text"] = text_alignment_loss(txt)
     df = pd.DataFrame(dict(index=idx, subset=np.concatenate([[k] * len(v) for k, v in subsets.items()])))
-    for j, enc in enumerate(("image", "text")[:len(loss["f"])]):
-        df[f"sslmem_{enc}_raw"] = sslmem(loss["f"][j], loss["g"][j], normalise=False)
-        df[f"sslmem_{enc}"] = sslmem(loss["f"][j], loss["g"][j])
+    for enc in loss["f"]:
+        df[f"sslmem_{enc}_raw"] = sslmem(loss["f"][enc], loss["g"][enc], normalise=False)
+        df[f"sslmem_{enc}"] = sslmem(loss["f"][enc], loss["g"][enc])
     return df
 
 

@@ -14,7 +14,7 @@ import torch
 
 from .data import PairData
 
-__all__ = ["create_model", "model_config", "CaptionTokenizer", "PAPER_MODELS"]
+__all__ = ["create_model", "image_size", "model_config", "CaptionTokenizer", "PAPER_MODELS"]
 
 CONFIG_DIR = pathlib.Path(__file__).with_name("model_configs")
 PAPER_MODELS = ("ViT-B-32", "ViT-B-16", "ViT-L-14")
@@ -29,6 +29,12 @@ def model_config(name: str) -> dict:
         raise ValueError(f"unknown model config {name!r}; known here: {', '.join(known)} "
                          f"(or any name in open_clip.list_models())")
     return copy.deepcopy(cfg)
+
+
+def image_size(model) -> int:
+    """Input side of a CLIP model or of its image tower."""
+    s = getattr(model, "visual", model).image_size
+    return s[0] if isinstance(s, (tuple, list)) else int(s)
 
 
 def create_model(name: str, vocab_size: int | None = None, seed: int = 0) -> open_clip.CLIP:

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from .augment import random_resized_crop, to_model_input
 from .data import ImageSource
+from .models import image_size
 
 __all__ = ["TrainConfig", "train_clip", "choose_views", "noisy_text_features", "lr_at", "default_device"]
 
@@ -180,7 +181,7 @@ def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequen
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"]) + 1
-    size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+    size = image_size(model)
     use_bf16 = device.type == "cuda"
     bar = tqdm(total=total, initial=start * steps_per_epoch, desc=desc, disable=not progress or rank != 0,
                mininterval=2.0, dynamic_ncols=True)

@@ -22,6 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .augment import random_resized_crop, to_model_input
+from .models import image_size
+from .train import default_device
+
 __all__ = ["unitmem", "UnitActivations", "gelu_blocks", "layer_unitmem", "text_layer_unitmem", "top_unit_layers"]
 
 
@@ -112,10 +116,6 @@ def layer_unitmem(model, images, indices: Sequence[int], *, n_aug: int = 10, cro
     """UnitMem of every MLP unit of ``model.visual`` over the points ``indices`` (Fig. 4), from ``n_aug``
     random resized crops per point (the training augmentation).  One row per (layer, unit); the same
     crops for every model given the same ``seed``.  Works for CLIP and for :class:`vision.Encoder`."""
-    from .augment import random_resized_crop, to_model_input
-    from .embed import image_size
-    from .train import default_device
-
     device = torch.device(device) if device is not None else default_device()
     model.to(device).eval()
     idx, size = np.asarray(indices, dtype=np.int64), image_size(model)
@@ -145,8 +145,6 @@ def text_layer_unitmem(model, tokens: torch.Tensor, indices: Sequence[int], capt
     """UnitMem of every MLP unit of CLIP's text transformer (not in the paper): the captions
     ``caption_ids`` of a pair are its augmentations, and activations are averaged over all context
     positions (padding included, as all tokens are for images)."""
-    from .train import default_device
-
     device = torch.device(device) if device is not None else default_device()
     model.to(device).eval()
     idx = np.asarray(indices, dtype=np.int64)

@@ -23,8 +23,7 @@ from tqdm import tqdm
 
 from .augment import random_resized_crop, to_model_input
 from .data import ImageSource, PairData
-from .models import create_model
-from .embed import image_size
+from .models import create_model, image_size
 from .train import default_device, lr_at
 
 __all__ = ["VisionConfig", "vision_tower", "Encoder", "train_dino", "train_supervised", "first_level_targets",
