@@ -25,7 +25,7 @@ import time
 import nbformat
 import yaml
 
-from .params import ParameterError, listing_of, parse_declarations, validate
+from .params import ParameterError, declared_parameters, listing_of, validate
 from .store import project_path
 
 __all__ = ["load_profile", "declared_parameters", "plan", "run_notebooks", "strip_outputs", "main"]
@@ -47,15 +47,6 @@ def load_profile(name: str) -> dict:
     if not isinstance(raw, dict) or any(isinstance(v, dict) for v in raw.values()):
         raise ParameterError(f"{path}: a profile is a flat mapping of parameter: value")
     return raw
-
-
-def declared_parameters(notebook) -> dict:
-    """The parameters a notebook declares, from its cell tagged ``parameters``."""
-    nb = nbformat.read(notebook, as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    if len(cells) != 1:
-        raise ParameterError(f"{notebook}: needs exactly one cell tagged 'parameters', found {len(cells)}")
-    return parse_declarations(cells[0].source)
 
 
 def plan(notebooks, profile: dict, sets: dict | None = None, data: str | None = None,

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import roc_auc_score
 
-__all__ = ["alignment_terms", "alignment_scores", "clipmem", "range_normalise", "clipmem_frame", "subset_means", "sample_test_pairs"]
+__all__ = ["alignment_terms", "alignment_scores", "clipmem", "range_normalise", "clipmem_frame", "subset_means",
+           "sample_test_pairs", "candidate_summary"]
 
 
 def alignment_terms(img_views: torch.Tensor, txt: torch.Tensor, test_img: torch.Tensor,
@@ -77,3 +79,14 @@ def clipmem_frame(index: np.ndarray, subset: np.ndarray, align_f: np.ndarray, al
 def subset_means(scores: pd.DataFrame, by: str = "subset", columns=("clipmem", "clipmem_raw")) -> pd.DataFrame:
     """Mean score per subset (how the paper reports S_S, S_C, S_I, S_E: Fig. 2)."""
     return scores.groupby(by, sort=False)[list(columns)].mean()
+
+
+def candidate_summary(scores: pd.DataFrame, top_k: int = 10, top_fraction: float = 0.2) -> dict:
+    """How much one f/g pair memorises S_C, as Tables 1, 3 and 8 report it: mean normalised and raw
+    CLIPMem on S_C, the mean of its ``top_k`` highest and of its top ``top_fraction`` (Table 3), and
+    the ROC AUC of CLIPMem separating S_C from S_S."""
+    c = scores[scores.subset == "S_C"].clipmem.sort_values(ascending=False)
+    part = scores[scores.subset.isin(["S_C", "S_S"])]
+    return dict(clipmem=float(c.mean()), clipmem_raw=float(scores[scores.subset == "S_C"].clipmem_raw.mean()),
+                top_k=float(c.head(top_k).mean()), top_fraction=float(c.head(max(1, round(top_fraction * len(c)))).mean()),
+                auc=float(roc_auc_score(part.subset == "S_C", part.clipmem)))

@@ -70,7 +70,7 @@ class TensorImages(ImageSource):
         return self.batch([i], [v], size)[0]
 
     def batch(self, idx, variants, size):
-        x = self.pixels[torch.as_tensor(idx, dtype=torch.long), torch.as_tensor(variants, dtype=torch.long)]
+        x = self.pixels[torch.tensor(np.asarray(idx), dtype=torch.long), torch.tensor(np.asarray(variants), dtype=torch.long)]
         if x.shape[-1] != size:
             x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
                                                 align_corners=False).round().clamp(0, 255).to(torch.uint8)

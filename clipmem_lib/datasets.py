@@ -12,12 +12,14 @@ SOURCES = ("builtin", "coco", "csv", "webdataset")
 
 
 def load_dataset(source: str = "builtin", path: str = "", *, n_pairs: int = 2000, image_size: int = 32,
-                 n_variants: int = 1, seed: int = 0) -> PairData:
+                 n_variants: int = 1, generated_path: str = "", seed: int = 0) -> PairData:
     """The training data of a run.
 
     builtin:    :func:`make_scenes` with ``n_pairs``, ``image_size``, ``n_variants`` and ``seed``;
     coco:       ``path`` is the COCO root with ``annotations/captions_train2017.json`` and ``train2017/``
                 (and, for Sec. 4.5's supervised model, ``annotations/instances_train2017.json``);
+                ``generated_path`` adds ``n_variants − 1`` generated images per pair (Table 1), named
+                ``<image stem>_<k>.<ext>`` (k = 1, 2, …) after COCO's file names;
     csv:        ``path`` is an OpenCLIP CSV (tab-separated ``filepath``/``title``);
     webdataset: ``path`` is a shard pattern such as ``cc3m/{00000..00099}.tar``.
     """
@@ -36,7 +38,8 @@ def load_dataset(source: str = "builtin", path: str = "", *, n_pairs: int = 2000
         root = pathlib.Path(path)
         inst = root / "annotations" / "instances_train2017.json"
         return loaders.load_coco(root / "annotations" / "captions_train2017.json", root / "train2017",
-                                 instances=inst if inst.exists() else None)
+                                 instances=inst if inst.exists() else None, generated=generated_path or None,
+                                 n_generated=n_variants - 1 if generated_path else 0)
     if source == "csv":
         return loaders.load_csv(path)
     return loaders.load_webdataset(path)

@@ -7,15 +7,20 @@
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
+import os
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
-from .clipmem import alignment_scores, clipmem_frame, sample_test_pairs
+from .clipmem import alignment_scores, candidate_summary, clipmem_frame, sample_test_pairs
 from .probes import probe_accuracy, retrieval_at_1
+from .removal import STRATEGIES, doubling_grid, removal_order, without
 from .sslmem import image_alignment_loss, sslmem, text_alignment_loss
 from .data import PairData
 from .embed import embed_images, embed_texts
@@ -28,7 +33,8 @@ from .train import TrainConfig, train_clip
 from .unitmem import layer_unitmem, text_layer_unitmem, top_unit_layers
 from .vision import Encoder, VisionConfig, first_level_targets, train_dino, train_supervised, vision_tower
 
-__all__ = ["Setup", "setup", "TrainedModel", "fit_clip", "fit_vision", "train_pair", "model_embeddings", "score_clipmem", "score_sslmem", "utility", "unitmem_layers",
+__all__ = ["Setup", "setup", "TrainedModel", "fit_clip", "fit_clips", "fit_vision", "train_pair", "pair_jobs",
+           "model_embeddings", "score_clipmem", "pair_similarity", "compare_settings", "removal_curve", "score_sslmem", "utility", "unitmem_layers",
            "unitmem_during_training"]
 
 
@@ -46,7 +52,8 @@ class Setup:
 def setup(P) -> Setup:
     """Build the :class:`Setup` from a notebook's checked parameters ``P`` (see notebooks/)."""
     data = load_dataset(P.data_source, P.data_path, n_pairs=P.n_pairs, image_size=P.image_size,
-                        n_variants=getattr(P, "n_variants", 1), seed=P.seed)
+                        n_variants=getattr(P, "n_variants", 1), generated_path=getattr(P, "generated_path", ""),
+                        seed=P.seed)
     splits = make_splits(len(data), P.n_candidates, P.n_external, None if P.n_shared < 0 else P.n_shared, seed=P.seed)
     if P.device not in ("cpu", "cuda") and not P.device.startswith("cuda:"):
         raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {P.device!r}")
@@ -71,6 +78,13 @@ def _tok_digest(tok: CaptionTokenizer) -> str:
     return "full" if tok.table is None else config_key(tok.table.numpy())
 
 
+def _clip_key(data: PairData, idx: np.ndarray, model: str, config: TrainConfig, init_seed: int,
+              tok: CaptionTokenizer) -> dict:
+    """What a CLIP's weights depend on (its run-store key)."""
+    return dict(model=model, vocab=_tok_digest(tok), train=config, init_seed=init_seed,
+                images=data.images.fingerprint(), indices=idx, captions=data.caption_digest(idx))
+
+
 def fit_clip(data: PairData, indices: Sequence[int], model: str = "clipmem-tiny", config: TrainConfig = TrainConfig(),
              *, init_seed: int | None = None, tokenizer: CaptionTokenizer | None = None, store: RunStore | None = None,
              force: bool = False, device=None, progress: bool = True, desc: str = "train",
@@ -84,8 +98,7 @@ def fit_clip(data: PairData, indices: Sequence[int], model: str = "clipmem-tiny"
     tok = tokenizer or tokenizer_for(model, data)
     init_seed = config.seed if init_seed is None else init_seed
     idx = np.asarray(indices, dtype=np.int64)
-    key_cfg = dict(model=model, vocab=_tok_digest(tok), train=config, init_seed=init_seed,
-                   images=data.images.fingerprint(), indices=idx, captions=data.caption_digest(idx))
+    key_cfg = _clip_key(data, idx, model, config, init_seed, tok)
 
     def build(out, scratch):
         m = create_model(model, tok.vocab_size, seed=init_seed)
@@ -101,6 +114,44 @@ def fit_clip(data: PairData, indices: Sequence[int], model: str = "clipmem-tiny"
     m.eval()
     hist = pd.read_csv(path / "history.csv").to_dict("records")
     return TrainedModel(m, path.name, config, hist, tok)
+
+
+def _fit_in_worker(threads: int, job: dict) -> None:
+    torch.set_num_threads(threads)
+    fit_clip(**job)
+
+
+def fit_clips(jobs: Sequence[dict], *, n_jobs: int = 1, progress: bool = True) -> list[TrainedModel]:
+    """Several :func:`fit_clip` runs (the sweeps of Table 1, Fig. 5a, Table 8 and Fig. 6), in order.
+
+    Each job is a dict of :func:`fit_clip`'s arguments.  Models already in the store are loaded; the
+    others train in ``n_jobs`` worker processes with ``cpu_count // n_jobs`` threads each (on 2 cores two
+    one-thread runs finish sooner than the same two runs one after another: benchmarks/parallel_sweep.py).
+    CUDA jobs and ``n_jobs=1`` train here, one after another.  Thread count changes float rounding, so
+    a model trained in a worker matches a sequential one to rounding, not bit for bit.
+    """
+    jobs = [dict(j) for j in jobs]
+    missing, seen = [], set()
+    for j in jobs:
+        store = j["store"] = j.get("store") or RunStore("runs")
+        tok = j["tokenizer"] = j.get("tokenizer") or tokenizer_for(j.get("model", "clipmem-tiny"), j["data"])
+        cfg = j.get("config", TrainConfig())
+        key = _clip_key(j["data"], np.asarray(j["indices"], dtype=np.int64), j.get("model", "clipmem-tiny"), cfg,
+                        cfg.seed if j.get("init_seed") is None else j["init_seed"], tok)
+        if (j.get("force") or store.entry("clip", key) is None) and config_key(key) not in seen:
+            seen.add(config_key(key))
+            missing.append(j)
+    cuda = any(str(j.get("device") or "").startswith("cuda") for j in missing)
+    if missing and n_jobs > 1 and not cuda:
+        threads = max(1, (os.cpu_count() or 1) // n_jobs)
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(n_jobs, len(missing)), mp_context=ctx) as pool:
+            futures = [pool.submit(_fit_in_worker, threads, {**j, "progress": False}) for j in missing]
+            for fut in tqdm(concurrent.futures.as_completed(futures), total=len(futures), disable=not progress,
+                            desc=f"{len(missing)} trainings, {n_jobs} at a time"):
+                fut.result()  # a failed job raises here; the finished ones stay in the store
+        jobs = [{**j, "force": False} for j in jobs]
+    return [fit_clip(**j) for j in jobs]
 
 
 def fit_vision(kind: str, data: PairData, indices: Sequence[int], model: str = "clipmem-tiny",
@@ -136,37 +187,53 @@ def fit_vision(kind: str, data: PairData, indices: Sequence[int], model: str = "
 
 def train_pair(data: PairData, splits: Splits, model: str = "clipmem-tiny", config: TrainConfig = TrainConfig(),
                *, coupled: bool = True, store: RunStore | None = None, force: bool = False, device=None,
-               progress: bool = True, num_workers: int = 0) -> tuple[TrainedModel, TrainedModel]:
+               progress: bool = True, num_workers: int = 0, n_jobs: int = 1) -> tuple[TrainedModel, TrainedModel]:
     """f on S_S ∪ S_C and g on S_S ∪ S_I (Eq. 4, Sec. 4.1).
 
     ``coupled=True`` makes them "otherwise identical": same initialisation, same batches, with
     S_C[i] in f's run where S_I[i] is in g's.  ``coupled=False`` gives g the next seed instead.
     """
+    return tuple(fit_clips(pair_jobs(data, splits, model, config, coupled=coupled, store=store, force=force,
+                                     device=device, progress=progress, num_workers=num_workers),
+                           n_jobs=n_jobs, progress=progress))
+
+
+def pair_jobs(data: PairData, splits: Splits, model: str = "clipmem-tiny", config: TrainConfig = TrainConfig(), *,
+              coupled: bool = True, **kw) -> list[dict]:
+    """The two :func:`fit_clip` jobs of :func:`train_pair` (f, then g), for a :func:`fit_clips` sweep."""
     tok = tokenizer_for(model, data)
-    kw = dict(tokenizer=tok, store=store, force=force, device=device, progress=progress, num_workers=num_workers)
-    f = fit_clip(data, splits.f_indices, model, config, desc="f (S_S+S_C)", **kw)
     gcfg = config if coupled else dataclasses.replace(config, seed=config.seed + 1)
-    g = fit_clip(data, splits.g_indices, model, gcfg, desc="g (S_S+S_I)", **kw)
-    return f, g
+    return [dict(data=data, indices=splits.f_indices, model=model, config=config, tokenizer=tok, desc="f (S_S+S_C)", **kw),
+            dict(data=data, indices=splits.g_indices, model=model, config=gcfg, tokenizer=tok, desc="g (S_S+S_I)", **kw)]
 
 
 def model_embeddings(trained: TrainedModel, data: PairData, indices: Sequence[int], *, n_crops: int = 8,
-                     crop_scale=(0.9, 1.0), caption_ids: Sequence[int] | None = None, seed: int = 0,
-                     store: RunStore | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cached (image views (P, 1+n_crops, d), caption embeddings (P, C, d)) of ``data[indices]``;
-    an image-only model (no tokenizer) has C = 0."""
+                     crop_scale=(0.9, 1.0), caption_ids: Sequence[int] | None = None, variants: Sequence[int] = (0,),
+                     seed: int = 0, store: RunStore | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached (image views (P, 1+V·n_crops, d), caption embeddings (P, C, d)) of ``data[indices]``;
+    an image-only model (no tokenizer) has C = 0.
+
+    With V > 1 image ``variants`` (Table 1's generated images) view 0 is the mean of the variants'
+    un-augmented embeddings and the other views are all variants' crops, so Eq. 3's expectations
+    (bilinear in the image embedding) average over every training image of the pair.
+    """
     store = store if store is not None else RunStore("runs")
     idx = np.asarray(indices, dtype=np.int64)
     if trained.tokenizer is None:
         caption_ids = ()
     caption_ids = tuple(trained.config.caption_ids() if caption_ids is None else caption_ids)
+    variants = tuple(int(v) for v in variants)
     cfg = dict(model=trained.key, images=data.images.fingerprint(), indices=idx, captions=data.caption_digest(idx),
                n_crops=n_crops, crop_scale=tuple(crop_scale), caption_ids=caption_ids, seed=seed)
+    if variants != (0,):
+        cfg["variants"] = variants
 
     def build(out, _):
         tokens = trained.tokenizer.tokenize_pairs(data) if caption_ids else None
-        torch.save(embed_images(trained.model, data.images, idx, n_crops=n_crops, crop_scale=crop_scale,
-                                seed=seed, device=device).half(), out / "images.pt")
+        views = [embed_images(trained.model, data.images, idx, n_crops=n_crops, crop_scale=crop_scale, variant=v,
+                              seed=seed, device=device) for v in variants]
+        plain = torch.stack([v[:, 0] for v in views]).mean(0, keepdim=True).transpose(0, 1)
+        torch.save(torch.cat([plain] + [v[:, 1:] for v in views], 1).half(), out / "images.pt")
         texts = (embed_texts(trained.model, tokens, idx, caption_ids, device=device) if caption_ids
                  else torch.zeros(len(idx), 0, 1))
         torch.save(texts.half(), out / "texts.pt")
@@ -183,8 +250,10 @@ def score_clipmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
     The first term of Eq. 3 averages ``n_crops`` crops × the captions f was trained on; the test
     terms use the same ``n_test`` random S_E pairs (the paper's N−1 = 127) for f and g.
     """
-    if f.config.caption_ids() != g.config.caption_ids():
-        raise ValueError("f and g were trained on different caption sets; CLIPMem compares like with like")
+    if f.config.caption_ids() != g.config.caption_ids() or f.config.image_variants != g.config.image_variants:
+        raise ValueError("f and g were trained on different caption or image-variant sets; CLIPMem compares like "
+                         "with like")
+    variants = f.config.image_variants  # Table 1: every image the pair was trained with (test pairs too)
     subsets = splits.subsets()
     idx = np.concatenate(list(subsets.values()))
     names = np.concatenate([[k] * len(v) for k, v in subsets.items()])
@@ -194,13 +263,74 @@ def score_clipmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
     def compute():
         align = []
         for m in (f, g):
-            img, txt = model_embeddings(m, data, idx, n_crops=n_crops, seed=seed, store=store, device=device)
-            timg, ttxt = model_embeddings(m, data, tst, n_crops=0, seed=seed, store=store, device=device)
+            img, txt = model_embeddings(m, data, idx, n_crops=n_crops, variants=variants, seed=seed, store=store,
+                                        device=device)
+            timg, ttxt = model_embeddings(m, data, tst, n_crops=0, variants=variants, seed=seed, store=store,
+                                          device=device)
             align.append(alignment_scores(img, txt, timg[:, 0], ttxt))
         return clipmem_frame(idx, names, align[0], align[1], data.meta)
 
     cfg = dict(f=f.key, g=g.key, indices=idx, test=tst, captions=data.caption_digest(idx), n_crops=n_crops, seed=seed)
+    if variants != (0,):
+        cfg["variants"] = variants
     return store.frame("clipmem", cfg, compute)
+
+
+def pair_similarity(trained: TrainedModel, data: PairData, indices: Sequence[int], *, store: RunStore | None = None,
+                    device=None) -> np.ndarray:
+    """Cosine similarity of each pair's image and training captions under one CLIP (un-augmented image,
+    mean over the captions it trained on): the "lowest CLIP similarity" baseline of Fig. 6."""
+    img, txt = model_embeddings(trained, data, indices, n_crops=0, variants=trained.config.image_variants,
+                                store=store, device=device)
+    return (img[:, 0] * txt.mean(1)).sum(-1).double().numpy()
+
+
+def compare_settings(data: PairData, splits: Splits, configs: dict[str, TrainConfig], probe: PairData, *,
+                     model: str = "clipmem-tiny", n_crops: int = 8, n_test: int | None = 127, probe_seeds=(0, 1, 2),
+                     seed: int = 0, n_jobs: int = 1, store: RunStore | None = None, device=None,
+                     progress: bool = True, num_workers: int = 0) -> pd.DataFrame:
+    """One row per training setting (Table 1, Fig. 5a, Table 3, Table 8): an f/g pair trained with it
+    (:func:`fit_clips`), its memorisation of S_C (:func:`~clipmem_lib.clipmem.candidate_summary`), f's
+    utility (linear probe on ``probe``, R@1 on S_E) and, with text noise, f's final noise-to-signal ratio."""
+    jobs = [j for cfg in configs.values() for j in pair_jobs(data, splits, model, cfg, store=store, device=device,
+                                                            num_workers=num_workers)]
+    models = fit_clips(jobs, n_jobs=n_jobs, progress=progress)
+    rows = []
+    for (label, cfg), f, g in zip(configs.items(), models[::2], models[1::2]):
+        scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, store=store, device=device)
+        use = utility(f, probe, data, splits.external, seeds=probe_seeds, store=store, device=device)
+        rows.append(dict(setting=label, **candidate_summary(scores), **use,
+                         noise_to_signal=f.history[-1].get("noise_to_signal", 0.0), f=f.key, g=g.key))
+    return pd.DataFrame(rows)
+
+
+def removal_curve(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, probe: PairData,
+                  fractions=(0.05, 0.1, 0.2, 0.4), *, model: str = "clipmem-tiny", strategies=STRATEGIES,
+                  n_crops: int = 8, n_test: int | None = 127, probe_seeds=(0, 1, 2), seed: int = 0, n_jobs: int = 1,
+                  store: RunStore | None = None, device=None, progress: bool = True,
+                  num_workers: int = 0) -> pd.DataFrame:
+    """Fig. 6 / 7: remove the first k pairs of S_C by each strategy (highest CLIPMem, random, lowest
+    f-similarity) from f's training set, retrain f with its own config, and measure utility.
+
+    k runs over ``fractions`` of |S_C|; k = 0 is f itself.  Returns one row per (strategy, k) with
+    ``lp_acc``, ``lp_std``, ``r_at_1`` and ``planted_removed`` (pairs with ``is_miscaptioned``).
+    """
+    scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, store=store, device=device)
+    pool = scores[scores.subset == "S_C"].reset_index(drop=True)
+    pool["sim_f"] = pair_similarity(f, data, pool["index"], store=store, device=device)
+    ks = doubling_grid(len(pool), fractions)
+    plan = [(s, k, removal_order(pool, s, seed)[:k]) for s in strategies for k in ks]
+    jobs = [dict(data=data, indices=without(splits.f_indices, gone), model=model, config=f.config, tokenizer=f.tokenizer,
+                 store=store, device=device, num_workers=num_workers, desc=f"f without {k} ({s})")
+            for s, k, gone in plan]
+    retrained = fit_clips(jobs, n_jobs=n_jobs, progress=progress)
+    planted = data.meta["is_miscaptioned"].to_numpy()
+    rows = [dict(strategy=s, k=0, planted_removed=0, model=f.key) for s in strategies]
+    rows += [dict(strategy=s, k=k, planted_removed=int(planted[gone].sum()), model=m.key)
+             for (s, k, gone), m in zip(plan, retrained)]
+    use = {m.key: utility(m, probe, data, splits.external, seeds=probe_seeds, store=store, device=device)
+           for m in [f, *retrained]}
+    return pd.DataFrame([{**r, **use[r["model"]]} for r in rows])
 
 
 def score_sslmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, *, n_crops: int = 5,

@@ -42,11 +42,14 @@ def _file_fingerprint(paths, labels, name: str) -> str:
     return _digest(stats)
 
 
-def load_coco(annotations, image_dir, *, instances=None, max_captions: int = 5, name: str = "coco") -> PairData:
+def load_coco(annotations, image_dir, *, instances=None, generated=None, n_generated: int = 0,
+              max_captions: int = 5, name: str = "coco") -> PairData:
     """COCO captions (``captions_train2017.json`` + image folder): one pair per captioned image, by image id,
     with its first ``max_captions`` captions in annotation order.  With ``instances``
     (``instances_train2017.json``), ``meta['first_level']`` lists each image's object supercategories
-    ("|"-joined): the supervised baseline's labels in Sec. 4.5."""
+    ("|"-joined): the supervised baseline's labels in Sec. 4.5.  With ``generated`` (a folder) and
+    ``n_generated`` = n, image variants 1..n are ``<generated>/<stem>_<k><ext>`` for a COCO file
+    ``<stem><ext>``: Table 1's generated images."""
     annotations, image_dir = os.fspath(annotations), os.fspath(image_dir)
     if max_captions < 1:
         raise ValueError(f"{name}: max_captions must be >= 1, got {max_captions}")
@@ -74,12 +77,19 @@ def load_coco(annotations, image_dir, *, instances=None, max_captions: int = 5, 
     if not ids:
         raise ValueError(f"{name}: {annotations} has no captions")
     names = [files[i] for i in ids]
-    paths = [os.path.join(image_dir, n) for n in names]
-    fp = _file_fingerprint(paths, names, name)
+    refs = [[os.path.join(image_dir, n)] for n in names]
+    if n_generated > 0:
+        if generated is None or not os.path.isdir(generated):
+            raise FileNotFoundError(f"{name}: folder of generated images not found: {generated}")
+        for r, n in zip(refs, names):
+            stem, ext = os.path.splitext(n)
+            r += [os.path.join(os.fspath(generated), f"{stem}_{k}{ext}") for k in range(1, n_generated + 1)]
+    flat = [p for r in refs for p in r]
+    fp = _file_fingerprint(flat, [os.path.basename(p) for p in flat], name)
     meta = pd.DataFrame({"image_id": ids, "file_name": names, "is_miscaptioned": False})
     if instances is not None:
         meta["first_level"] = _supercategories(os.fspath(instances), ids, name)
-    return PairData(captions=[caps[i][:max_captions] for i in ids], images=FileImages([[p] for p in paths], fp),
+    return PairData(captions=[caps[i][:max_captions] for i in ids], images=FileImages(refs, fp),
                     meta=meta, name=name)
 
 

@@ -13,8 +13,12 @@ import difflib
 import types
 from typing import Any
 
+import nbformat
+
+from .store import project_path
+
 __all__ = ["ParameterError", "Declared", "parse_declarations", "check_value", "validate", "ParameterGuard",
-           "Params", "listing_of"]
+           "Params", "listing_of", "declared_parameters", "sibling_parameters"]
 
 TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
@@ -102,6 +106,20 @@ class Params(types.SimpleNamespace):
         return dict(vars(self))
 
 
+def declared_parameters(notebook) -> dict[str, Declared]:
+    """The parameters a notebook declares, from its cell tagged ``parameters``."""
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ParameterError(f"{notebook}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+    return parse_declarations(cells[0].source)
+
+
+def sibling_parameters(folder: str = "notebooks") -> set[str]:
+    """Every parameter name declared by the chapters in the project's ``folder`` (empty outside a project)."""
+    return {n for nb in sorted(project_path(folder).glob("*.ipynb")) for n in declared_parameters(nb)}
+
+
 def _assigned_names(source: str) -> list[str]:
     """Names a papermill-injected cell assigns (``name = value`` lines)."""
     return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
@@ -137,7 +155,10 @@ class ParameterGuard:
             raise ParameterError("no parameters cell ran between ParameterGuard() and check()")
         declared = parse_declarations(cells[0])
         injected = list(dict.fromkeys(n for c in cells[1:] for n in _assigned_names(c)))
+        others = {n for n in injected if n not in declared} & sibling_parameters()
+        if others:  # a profile (papermill -f) also carries other chapters' sweeps: not for this notebook
+            print(f"ignored here, declared by other chapters: {', '.join(sorted(others))}")
         ns = self._ip.user_ns
-        given = {n: ns[n] for n in injected if n in ns}
+        given = {n: ns[n] for n in injected if n in ns and n not in others}
         given.update({n: ns[n] for n in declared if n not in injected})
         return Params(**validate(declared, given))

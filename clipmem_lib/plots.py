@@ -13,7 +13,8 @@ import seaborn as sns
 from .data import PairData
 
 __all__ = ["subset_distributions", "clean_vs_poisoned", "gallery", "alignment_scatter", "metric_comparison",
-           "memorisation_vs_frequency", "pair_explorer", "unitmem_per_layer", "unitmem_tracking"]
+           "memorisation_vs_frequency", "pair_explorer", "unitmem_per_layer", "unitmem_tracking",
+           "memorisation_and_utility", "removal_curves", "settings_comparison"]
 
 SUBSET_ORDER = ["S_S", "S_C", "S_I", "S_E"]
 PALETTE = dict(zip(SUBSET_ORDER, sns.color_palette("colorblind", 4)))
@@ -151,3 +152,59 @@ def pair_explorer(data: PairData, scores: pd.DataFrame, column: str = "clipmem")
     rank.observe(show, "value")
     show()
     return w.VBox([w.HBox([subset, rank]), view])
+
+
+def memorisation_and_utility(table: pd.DataFrame, x: str, memorisation: str = "clipmem", utility: str = "lp_acc",
+                             *, err: str | None = "lp_std", xlabel: str | None = None, title: str = "", ax=None):
+    """Fig. 5a / 5b: memorisation (left axis) and utility (right axis) against one swept setting."""
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    t = table.sort_values(x)
+    c_mem, c_ut = sns.color_palette("colorblind", 2)
+    ax.plot(t[x], t[memorisation], "o-", color=c_mem)
+    ax.set_ylabel(f"mean {memorisation} on S_C", color=c_mem)
+    ax.set_xlabel(xlabel or x)
+    right = ax.twinx()
+    right.errorbar(t[x], t[utility], yerr=t[err] if err else None, fmt="s--", color=c_ut, capsize=3)
+    right.set_ylabel(utility, color=c_ut)
+    ax.set_title(title)
+    return ax, right
+
+
+def removal_curves(curve: pd.DataFrame, metric: str = "utility", *, planted: str | None = "planted_removed",
+                   title: str = "", axes=None):
+    """Fig. 6: utility after removing k pairs and retraining, one line per strategy (log2 k axis); with
+    ``planted``, a second panel counts the planted mis-captions each strategy removed."""
+    panels = 2 if planted and planted in curve else 1
+    axes = axes if axes is not None else plt.subplots(1, panels, figsize=(6 * panels, 3.5), squeeze=False)[1][0]
+    pos = curve[curve.k > 0]
+    sns.lineplot(data=pos, x="k", y=metric, hue="strategy", style="strategy", markers=True, dashes=False, ax=axes[0])
+    for k0 in curve[curve.k == 0][metric]:
+        axes[0].axhline(k0, color="grey", lw=0.8, ls=":", label="no removal")
+    axes[0].set(xscale="log", xlabel="pairs removed (k)", ylabel=metric, title=title or "Removal and retraining (cf. Fig. 6)")
+    axes[0].set_xticks(sorted(pos.k.unique()), [str(k) for k in sorted(pos.k.unique())])
+    if panels == 2:
+        sns.lineplot(data=pos, x="k", y=planted, hue="strategy", style="strategy", markers=True, dashes=False,
+                     ax=axes[1], legend=False)
+        axes[1].set(xscale="log", xlabel="pairs removed (k)", ylabel="planted mis-captions removed")
+        axes[1].set_xticks(sorted(pos.k.unique()), [str(k) for k in sorted(pos.k.unique())])
+    return axes
+
+
+def settings_comparison(table: pd.DataFrame, columns: dict[str, str], *, label: str = "setting",
+                        errors: dict[str, str] | None = None, title: str = ""):
+    """Table 1 / Table 3 as bars: one panel per column (e.g. CLIPMem, LP accuracy), one bar per setting."""
+    errors = errors or {}
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 0.5 * len(table) + 1.5), squeeze=False)
+    colours = sns.color_palette("colorblind", len(table))
+    for ax, (col, name) in zip(axes[0], columns.items()):
+        ax.barh(table[label], table[col], xerr=table[errors[col]] if col in errors else None, color=colours, capsize=3)
+        ax.invert_yaxis()
+        ax.set(xlabel=name, ylabel="")
+        lo, hi = table[col].min(), table[col].max()
+        if lo > 0:  # zoom on the differences, as the paper's tables are read
+            ax.set_xlim(max(0, lo - (hi - lo) * 1.5 - 0.01), hi + (hi - lo) * 0.5 + 0.01)
+    for ax in axes[0][1:]:
+        ax.set_yticklabels([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    return axes[0]

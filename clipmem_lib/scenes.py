@@ -53,7 +53,8 @@ class SceneConfig:
     vocab_seed: int = 1234       # concept words and glyphs: shared by datasets and probe sets
 
     def fingerprint(self) -> str:
-        blob = json.dumps({**dataclasses.asdict(self), "v": GENERATOR_VERSION}, sort_keys=True)
+        # variant v is rendered from its own seed, whatever n_variants is: the key ignores the count
+        blob = json.dumps({**dataclasses.asdict(self), "n_variants": 1, "v": GENERATOR_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -284,3 +284,23 @@ def test_coco_instances_give_first_level_labels(coco):
         load_coco(ann, folder, instances=root / "missing.json")
     with pytest.raises(ValueError, match="needs first-level labels"):
         first_level_targets(load_coco(ann, folder))
+
+
+def test_coco_generated_images_are_variants_and_missing_ones_are_named(coco, tmp_path):
+    """Table 1 at paper scale: generated images <stem>_<k><ext> in their own folder become variants 1..n."""
+    root, ann, folder = coco
+    gen = tmp_path / "generated"
+    colours = {"a": RED, "b": GREEN, "c": BLUE, "d": WHITE}
+    for stem, colour in colours.items():
+        for k in (1, 2):
+            write_img(gen / f"{stem}_{k}.png", tuple(255 - c for c in colour) if k == 1 else GREY)
+    d = load_dataset("coco", str(root), n_variants=3, generated_path=str(gen))
+    assert d.images.n_variants == 3
+    assert d.images.load(0, 0, 8)[:, 4, 4].tolist() == list(RED)  # variant 0 is still COCO's own image
+    assert d.images.load(0, 1, 8)[:, 4, 4].tolist() == [0, 255, 255] and d.images.load(3, 2, 8)[:, 4, 4].tolist() == list(GREY)
+    assert d.images.fingerprint() != load_coco(ann, folder).images.fingerprint()
+    (gen / "c_2.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 of 12 image files not found, e\.g\. .*generated/c_2\.png"):
+        load_dataset("coco", str(root), n_variants=3, generated_path=str(gen))
+    with pytest.raises(FileNotFoundError, match="folder of generated images not found: /nope"):
+        load_coco(ann, folder, generated="/nope", n_generated=2)

@@ -8,7 +8,7 @@ import pytest
 
 from clipmem_lib import book
 from clipmem_lib.datasets import load_dataset
-from clipmem_lib.params import ParameterError, check_value, parse_declarations, validate
+from clipmem_lib.params import ParameterError, check_value, parse_declarations, sibling_parameters, validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -80,9 +80,15 @@ def test_profiles_validate_and_paper_requires_the_data_path(capsys):
 
 @pytest.mark.parametrize("name", ["cpu", "smoke", "paper"])
 def test_profiles_work_with_plain_papermill_f_for_every_chapter(name):
-    profile = book.load_profile(name)
-    for nb in NOTEBOOKS[:-1]:  # `papermill -f profiles/<name>.yaml` injects every key: all must be declared
-        validate(book.declared_parameters(nb), {k: v for k, v in profile.items() if v != "???"}, where=nb.stem)
+    """`papermill -f profiles/<name>.yaml` injects every key: each must be declared by some chapter (the
+    guard ignores other chapters' keys), and the ones a chapter declares must have its types."""
+    profile = {k: v for k, v in book.load_profile(name).items() if v != "???"}
+    assert set(profile) <= sibling_parameters(), set(profile) - sibling_parameters()
+    for nb in NOTEBOOKS[:-1]:
+        declared = book.declared_parameters(nb)
+        validate(declared, {k: v for k, v in profile.items() if k in declared}, where=nb.stem)
+    shared = set.intersection(*(set(book.declared_parameters(nb)) for nb in NOTEBOOKS[:-1]))
+    assert {"data_source", "data_path", "model", "epochs", "device", "seed"} <= shared
 
 
 def test_runner_rejects_bad_overrides_before_running(capsys):
@@ -97,10 +103,11 @@ def test_bad_papermill_parameter_fails_inside_the_kernel_with_the_message(tmp_pa
     """Plain `papermill -p` bypasses the runner: the notebook's guard must stop it."""
     with pytest.raises(pm.PapermillExecutionError) as e:
         pm.execute_notebook(str(ROOT / "notebooks" / "99_summary.ipynb"), str(tmp_path / "out.ipynb"),
-                            parameters={"results_dri": "x", "bogus": 1}, progress_bar=False, cwd=str(ROOT))
+                            parameters={"results_dri": "x", "bogus": 1, "epochs": 3}, progress_bar=False, cwd=str(ROOT))
     assert e.value.ename == "ParameterError"
     assert "unknown parameter 'results_dri' (did you mean 'results_dir'?)" in e.value.evalue
     assert "unknown parameter 'bogus'" in e.value.evalue
+    assert "'epochs'" not in e.value.evalue  # another chapter's parameter (a profile carries it): ignored here
 
 
 def test_runner_collects_failures_and_keeps_going(tmp_path):

@@ -1,0 +1,155 @@
+"""Sec. 4.4 and 4.6 machinery: image variants in Eq. 3, the setting summaries of Tables 1/3/8, the removal
+strategies and curve reading of Fig. 6, and parallel sweeps."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clipmem_lib import experiment as ex
+from clipmem_lib.clipmem import alignment_scores, candidate_summary
+from clipmem_lib.removal import doubling_grid, peak_and_cutoff, removal_order, without
+from clipmem_lib.scenes import SceneConfig, make_scenes
+from clipmem_lib.splits import make_splits, plant_miscaptions
+from clipmem_lib.store import RunStore
+from clipmem_lib.train import TrainConfig
+
+
+# ------------------------------------------------------------------------------------------ removal
+
+def pool_frame(clipmem, sim):
+    return pd.DataFrame(dict(index=np.arange(100, 100 + len(clipmem)), clipmem=clipmem, sim_f=sim))
+
+
+def test_removal_orders():
+    pool = pool_frame([0.1, 0.9, -0.2, 0.5], [0.3, 0.8, 0.1, 0.2])
+    assert removal_order(pool, "clipmem").tolist() == [101, 103, 100, 102]
+    assert removal_order(pool, "similarity").tolist() == [102, 103, 100, 101]
+    rnd = removal_order(pool, "random", seed=3)
+    assert sorted(rnd.tolist()) == [100, 101, 102, 103] and rnd.tolist() == removal_order(pool, "random", 3).tolist()
+    assert rnd.tolist() != removal_order(pool, "random", 4).tolist() or rnd.tolist() != removal_order(pool, "random", 5).tolist()
+    with pytest.raises(ValueError, match="unknown removal strategy 'loss'"):
+        removal_order(pool, "loss")
+
+
+def test_clipmem_removal_takes_planted_miscaptions_first():
+    """Planted pairs scoring highest must be the first k CLIPMem removes; random removal finds ~k·share."""
+    rng = np.random.default_rng(0)
+    planted = np.zeros(200, bool)
+    planted[rng.choice(200, 20, replace=False)] = True
+    pool = pool_frame(np.where(planted, 0.6, 0.1) + rng.normal(0, 0.05, 200), rng.random(200))
+    first = removal_order(pool, "clipmem")[:20] - 100
+    assert planted[first].all()
+    assert planted[removal_order(pool, "random", 0)[:20] - 100].sum() < 10
+
+
+def test_doubling_grid_and_without():
+    assert doubling_grid(200, [0.05, 0.1, 0.2, 0.4, 0.8]) == [10, 20, 40, 80, 160]
+    assert doubling_grid(5000, [0.02, 0.04]) == [100, 200]
+    assert doubling_grid(10, [0.01]) == [1]
+    with pytest.raises(ValueError, match=r"removal fractions must lie in \(0, 1\]"):
+        doubling_grid(200, [0.5, 1.5])
+    assert without([5, 3, 9, 1, 7], [9, 5]).tolist() == [3, 1, 7]
+
+
+def curve_frame(clip, rand, base=0.5):
+    ks = [10, 20, 40, 80]
+    rows = [dict(strategy=s, k=0, utility=base) for s in ("clipmem", "random")]
+    rows += [dict(strategy="clipmem", k=k, utility=u) for k, u in zip(ks, clip)]
+    rows += [dict(strategy="random", k=k, utility=u) for k, u in zip(ks, rand)]
+    return pd.DataFrame(rows)
+
+
+def test_peak_and_cutoff():
+    out = peak_and_cutoff(curve_frame([0.52, 0.55, 0.49, 0.40], [0.50, 0.50, 0.50, 0.48]))
+    assert out == dict(peak_k=20, peak_gain=pytest.approx(0.05), cutoff_k=40)
+    assert peak_and_cutoff(curve_frame([0.6, 0.6, 0.6, 0.6], [0.5] * 4))["cutoff_k"] is None
+    assert peak_and_cutoff(curve_frame([0.4, 0.45, 0.3, 0.3], [0.5] * 4))["cutoff_k"] == 10
+
+
+# ------------------------------------------------------------------------------- setting summaries
+
+def test_candidate_summary_against_hand_computation():
+    cm = np.array([0.9, 0.1, 0.5, 0.3, 0.7, -0.2, 0.0, 0.2, 0.05, 0.4])
+    df = pd.DataFrame(dict(subset=["S_C"] * 5 + ["S_S"] * 5, clipmem=cm, clipmem_raw=cm * 3))
+    out = candidate_summary(df, top_k=2, top_fraction=0.4)
+    assert out["clipmem"] == pytest.approx(0.5) and out["clipmem_raw"] == pytest.approx(1.5)
+    assert out["top_k"] == pytest.approx(0.8) and out["top_fraction"] == pytest.approx(0.8)
+    # AUC: share of (S_C, S_S) pairs ordered correctly
+    pairs = [(c, s) for c in cm[:5] for s in cm[5:]]
+    assert out["auc"] == pytest.approx(np.mean([c > s for c, s in pairs]))
+
+
+def test_variants_average_in_eq3_like_a_loop_over_images():
+    """With V image variants, Eq. 3's first term averages every variant's crops with the captions, and the
+    test-caption term uses each variant: the view layout of model_embeddings must give exactly that."""
+    g = torch.Generator().manual_seed(0)
+    unit = lambda *s: F.normalize(torch.randn(*s, generator=g), dim=-1)  # noqa: E731
+    P, V, K, C, d = 4, 3, 2, 2, 8
+    per_variant = unit(P, V, 1 + K, d)  # view 0 un-augmented, then K crops, for each variant
+    caps, timg, tcap = unit(P, C, d), unit(5, d), unit(5, C, d)
+    plain = per_variant[:, :, 0].mean(1, keepdim=True)
+    views = torch.cat([plain, per_variant[:, :, 1:].reshape(P, V * K, d)], 1)  # model_embeddings' layout
+    got = alignment_scores(views, caps, timg, tcap)
+    want = []
+    for p in range(P):
+        first = np.mean([float(per_variant[p, v, 1 + k] @ caps[p, c]) for v in range(V) for k in range(K) for c in range(C)])
+        second = np.mean([float(per_variant[p, v, 0] @ t) for v in range(V) for m in range(5) for t in tcap[m]])
+        third = np.mean([float(timg[m] @ caps[p, c]) for m in range(5) for c in range(C)])
+        want.append(first - second - third)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_scene_variants_keep_the_original_and_the_cache_key():
+    one, six = make_scenes(SceneConfig(n=20, n_variants=1)), make_scenes(SceneConfig(n=20, n_variants=3))
+    assert one.images.fingerprint() == six.images.fingerprint()  # a model on variant 0 is the same model
+    assert torch.equal(one.images.pixels[:, 0], six.images.pixels[:, 0]) and one.captions == six.captions
+    assert not torch.equal(six.images.pixels[:, 0], six.images.pixels[:, 1])
+
+
+# -------------------------------------------------------------------------------- sweeps (training)
+
+@pytest.fixture(scope="module")
+def small():
+    data = make_scenes(SceneConfig(n=320, n_variants=3, seed=1))
+    return data, make_splits(len(data), 32, 32, seed=1)
+
+
+def test_fit_clips_in_parallel_trains_each_missing_model_once(small, tmp_path):
+    data, splits = small
+    store = RunStore(tmp_path)
+    cfg = TrainConfig(epochs=2, batch_size=64)
+    jobs = ex.pair_jobs(data, splits, "clipmem-tiny", cfg, store=store, device="cpu")
+    models = ex.fit_clips(jobs + jobs[:1], n_jobs=2, progress=False)  # a duplicate job is trained once
+    assert len(models) == 3 and models[0].key == models[2].key and len(list((tmp_path / "clip").iterdir())) == 2
+    seq = ex.fit_clip(data, splits.f_indices, "clipmem-tiny", cfg, store=store, device="cpu", progress=False)
+    assert seq.key == models[0].key  # same key as a sequential fit: loaded, not retrained
+    bad = dataclasses.replace(cfg, image_variants=(5,))
+    with pytest.raises(ValueError, match=r"image_variants=\(5,\) but the data has 3 variant"):
+        ex.fit_clips(ex.pair_jobs(data, splits, "clipmem-tiny", bad, store=store, device="cpu"), n_jobs=2,
+                     progress=False)
+
+
+def test_compare_settings_and_removal_curve_end_to_end(small, tmp_path):
+    """Two settings and a removal curve on a tiny run: rows, keys and planted counts must be consistent."""
+    data, splits = small
+    store = RunStore(tmp_path)
+    base = TrainConfig(epochs=2, batch_size=64)
+    probe = make_scenes(SceneConfig(n=90, seed=5, min_objects=1, max_objects=1))
+    table = ex.compare_settings(data, splits, {"first": base, "variants": dataclasses.replace(base, image_variants=(1, 2))},
+                                probe, n_crops=2, n_test=10, probe_seeds=(0, 1), store=store, device="cpu",
+                                progress=False)
+    assert table.setting.tolist() == ["first", "variants"] and table.f.nunique() == 2
+    assert ((table.lp_acc > 0) & (table.lp_acc <= 1) & (table.auc >= 0) & (table.auc <= 1)).all()
+    planted = plant_miscaptions(data, splits.candidates, 0.25, seed=1)
+    f, g = ex.train_pair(planted, splits, "clipmem-tiny", base, store=store, device="cpu", progress=False)
+    curve = ex.removal_curve(f, g, planted, splits, probe, [0.25], n_crops=2, n_test=10, probe_seeds=(0,),
+                             store=store, device="cpu", progress=False)
+    assert sorted(curve.k.unique()) == [0, 8]
+    assert (curve[curve.k == 0].model == f.key).all() and curve[curve.k > 0].model.nunique() == 3
+    scores = ex.score_clipmem(f, g, planted, splits, n_crops=2, n_test=10, store=store, device="cpu")
+    cand = scores[scores.subset == "S_C"].sort_values("clipmem", ascending=False, kind="stable")
+    top = curve[(curve.strategy == "clipmem") & (curve.k == 8)].planted_removed.item()
+    assert top == int(cand.head(8).is_miscaptioned.sum())
