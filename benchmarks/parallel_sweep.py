@@ -1,4 +1,4 @@
-"""Sweeps on a CPU: ``fit_clips`` with n_jobs=1 (one training at a time, all threads) vs n_jobs=2 (two
+"""Sweeps on a CPU: ``fit_many`` with n_jobs=1 (one training at a time, all threads) vs n_jobs=2 (two
 one-thread worker processes).  Prints the wall time of each and the speed-up.
 
 Usage: python benchmarks/parallel_sweep.py [--models 4 --pairs 1000 --epochs 10]
@@ -18,7 +18,7 @@ def sweep(data, n_models, epochs, n_jobs, root):
     jobs = [dict(data=data, indices=range(len(data)), config=TrainConfig(epochs=epochs, seed=s), store=RunStore(root),
                  device="cpu") for s in range(n_models)]
     t0 = time.perf_counter()
-    ex.fit_clips(jobs, n_jobs=n_jobs, progress=False)
+    ex.fit_many(jobs, n_jobs=n_jobs, progress=False)
     return time.perf_counter() - t0
 
 

@@ -33,7 +33,7 @@ from .train import TrainConfig, train_clip
 from .unitmem import layer_unitmem, text_layer_unitmem, top_unit_layers
 from .vision import Encoder, VisionConfig, first_level_targets, train_dino, train_supervised, vision_tower
 
-__all__ = ["Setup", "setup", "TrainedModel", "fit_clip", "fit_clips", "fit_vision", "train_pair", "pair_jobs",
+__all__ = ["Setup", "setup", "TrainedModel", "fit_clip", "fit_many", "fit_vision", "train_pair", "pair_jobs",
            "model_embeddings", "score_clipmem", "pair_similarity", "compare_settings", "removal_curve", "score_sslmem", "utility", "unitmem_layers",
            "unitmem_during_training"]
 
@@ -116,30 +116,47 @@ def fit_clip(data: PairData, indices: Sequence[int], model: str = "clipmem-tiny"
     return TrainedModel(m, path.name, config, hist, tok)
 
 
+def _fit(job: dict) -> TrainedModel:
+    """One job of :func:`fit_many`: a CLIP (no ``kind``, or "clip") or a Sec. 4.5 baseline."""
+    job = dict(job)
+    kind = job.pop("kind", "clip")
+    return fit_clip(**job) if kind == "clip" else fit_vision(kind, **job)
+
+
+def _entry_key(job: dict) -> tuple[str, dict]:
+    """(store kind, key config) of a job, computed without training."""
+    kind, model, idx = job.get("kind", "clip"), job.get("model", "clipmem-tiny"), np.asarray(job["indices"], dtype=np.int64)
+    if kind == "clip":
+        cfg = job.get("config", TrainConfig())
+        return kind, _clip_key(job["data"], idx, model, cfg, cfg.seed if job.get("init_seed") is None else job["init_seed"],
+                               job["tokenizer"])
+    return kind, _vision_key(kind, job["data"], idx, model, job.get("config", VisionConfig()))
+
+
 def _fit_in_worker(threads: int, job: dict) -> None:
     torch.set_num_threads(threads)
-    fit_clip(**job)
+    _fit(job)
 
 
-def fit_clips(jobs: Sequence[dict], *, n_jobs: int = 1, progress: bool = True) -> list[TrainedModel]:
-    """Several :func:`fit_clip` runs (the sweeps of Table 1, Fig. 5a, Table 8 and Fig. 6), in order.
+def fit_many(jobs: Sequence[dict], *, n_jobs: int = 1, progress: bool = True) -> list[TrainedModel]:
+    """Several trainings (the sweeps of Table 1, Fig. 5a, Table 3, Table 8 and Fig. 6; Sec. 4.5's models), in order.
 
-    Each job is a dict of :func:`fit_clip`'s arguments.  Models already in the store are loaded; the
-    others train in ``n_jobs`` worker processes with ``cpu_count // n_jobs`` threads each (on 2 cores two
-    one-thread runs finish sooner than the same two runs one after another: benchmarks/parallel_sweep.py).
-    CUDA jobs and ``n_jobs=1`` train here, one after another.  Thread count changes float rounding, so
-    a model trained in a worker matches a sequential one to rounding, not bit for bit.
+    A job is a dict of :func:`fit_clip`'s arguments, or, with ``kind`` "dino" or "supervised", of
+    :func:`fit_vision`'s.  Models already in the store are loaded; the others train in ``n_jobs`` worker
+    processes with ``cpu_count // n_jobs`` threads each (on 2 cores two one-thread runs finish sooner than
+    the same two runs one after another: benchmarks/parallel_sweep.py).  CUDA jobs and ``n_jobs=1`` train
+    here, one after another.  Thread count changes float rounding, so a model trained in a worker matches a
+    sequential one to rounding, not bit for bit.
     """
     jobs = [dict(j) for j in jobs]
     missing, seen = [], set()
     for j in jobs:
-        store = j["store"] = j.get("store") or RunStore("runs")
-        tok = j["tokenizer"] = j.get("tokenizer") or tokenizer_for(j.get("model", "clipmem-tiny"), j["data"])
-        cfg = j.get("config", TrainConfig())
-        key = _clip_key(j["data"], np.asarray(j["indices"], dtype=np.int64), j.get("model", "clipmem-tiny"), cfg,
-                        cfg.seed if j.get("init_seed") is None else j["init_seed"], tok)
-        if (j.get("force") or store.entry("clip", key) is None) and config_key(key) not in seen:
-            seen.add(config_key(key))
+        j["store"] = j.get("store") or RunStore("runs")
+        if j.get("kind", "clip") == "clip":
+            j["tokenizer"] = j.get("tokenizer") or tokenizer_for(j.get("model", "clipmem-tiny"), j["data"])
+        kind, key = _entry_key(j)
+        if (j.get("force") or j["store"].entry(kind, key) is None) and (kind, config_key(key)) not in seen:
+            seen.add((kind, config_key(key)))
             missing.append(j)
     cuda = any(str(j.get("device") or "").startswith("cuda") for j in missing)
     if missing and n_jobs > 1 and not cuda:
@@ -151,7 +168,15 @@ def fit_clips(jobs: Sequence[dict], *, n_jobs: int = 1, progress: bool = True) -
                             desc=f"{len(missing)} trainings, {n_jobs} at a time"):
                 fut.result()  # a failed job raises here; the finished ones stay in the store
         jobs = [{**j, "force": False} for j in jobs]
-    return [fit_clip(**j) for j in jobs]
+    return [_fit(j) for j in jobs]
+
+
+def _vision_key(kind: str, data: PairData, idx: np.ndarray, model: str, config: VisionConfig) -> dict:
+    """What a Sec. 4.5 baseline's weights depend on (its run-store key)."""
+    key = dict(kind=kind, model=model, train=config, images=data.images.fingerprint(), indices=idx)
+    if kind == "supervised" and "first_level" in data.meta:  # COCO's labels (built-in ones follow from the images)
+        key["labels"] = config_key(list(data.meta["first_level"]))
+    return key
 
 
 def fit_vision(kind: str, data: PairData, indices: Sequence[int], model: str = "clipmem-tiny",
@@ -164,9 +189,7 @@ def fit_vision(kind: str, data: PairData, indices: Sequence[int], model: str = "
         raise ValueError(f"kind must be 'dino' or 'supervised', got {kind!r}")
     store = store if store is not None else RunStore("runs")
     idx = np.asarray(indices, dtype=np.int64)
-    key_cfg = dict(kind=kind, model=model, train=config, images=data.images.fingerprint(), indices=idx)
-    if kind == "supervised" and "first_level" in data.meta:  # COCO's labels (built-in ones follow from the images)
-        key_cfg["labels"] = config_key(list(data.meta["first_level"]))
+    key_cfg = _vision_key(kind, data, idx, model, config)
 
     def build(out, _):
         tower = vision_tower(model, seed=config.seed)
@@ -193,14 +216,14 @@ def train_pair(data: PairData, splits: Splits, model: str = "clipmem-tiny", conf
     ``coupled=True`` makes them "otherwise identical": same initialisation, same batches, with
     S_C[i] in f's run where S_I[i] is in g's.  ``coupled=False`` gives g the next seed instead.
     """
-    return tuple(fit_clips(pair_jobs(data, splits, model, config, coupled=coupled, store=store, force=force,
+    return tuple(fit_many(pair_jobs(data, splits, model, config, coupled=coupled, store=store, force=force,
                                      device=device, progress=progress, num_workers=num_workers),
                            n_jobs=n_jobs, progress=progress))
 
 
 def pair_jobs(data: PairData, splits: Splits, model: str = "clipmem-tiny", config: TrainConfig = TrainConfig(), *,
               coupled: bool = True, **kw) -> list[dict]:
-    """The two :func:`fit_clip` jobs of :func:`train_pair` (f, then g), for a :func:`fit_clips` sweep."""
+    """The two :func:`fit_clip` jobs of :func:`train_pair` (f, then g), for a :func:`fit_many` sweep."""
     tok = tokenizer_for(model, data)
     gcfg = config if coupled else dataclasses.replace(config, seed=config.seed + 1)
     return [dict(data=data, indices=splits.f_indices, model=model, config=config, tokenizer=tok, desc="f (S_S+S_C)", **kw),
@@ -290,11 +313,11 @@ def compare_settings(data: PairData, splits: Splits, configs: dict[str, TrainCon
                      seed: int = 0, n_jobs: int = 1, store: RunStore | None = None, device=None,
                      progress: bool = True, num_workers: int = 0) -> pd.DataFrame:
     """One row per training setting (Table 1, Fig. 5a, Table 3, Table 8): an f/g pair trained with it
-    (:func:`fit_clips`), its memorisation of S_C (:func:`~clipmem_lib.clipmem.candidate_summary`), f's
+    (:func:`fit_many`), its memorisation of S_C (:func:`~clipmem_lib.clipmem.candidate_summary`), f's
     utility (linear probe on ``probe``, R@1 on S_E) and, with text noise, f's final noise-to-signal ratio."""
     jobs = [j for cfg in configs.values() for j in pair_jobs(data, splits, model, cfg, store=store, device=device,
                                                             num_workers=num_workers)]
-    models = fit_clips(jobs, n_jobs=n_jobs, progress=progress)
+    models = fit_many(jobs, n_jobs=n_jobs, progress=progress)
     rows = []
     for (label, cfg), f, g in zip(configs.items(), models[::2], models[1::2]):
         scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, store=store, device=device)
@@ -323,7 +346,7 @@ def removal_curve(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
     jobs = [dict(data=data, indices=without(splits.f_indices, gone), model=model, config=f.config, tokenizer=f.tokenizer,
                  store=store, device=device, num_workers=num_workers, desc=f"f without {k} ({s})")
             for s, k, gone in plan]
-    retrained = fit_clips(jobs, n_jobs=n_jobs, progress=progress)
+    retrained = fit_many(jobs, n_jobs=n_jobs, progress=progress)
     planted = data.meta["is_miscaptioned"].to_numpy()
     rows = [dict(strategy=s, k=0, planted_removed=0, model=f.key) for s in strategies]
     rows += [dict(strategy=s, k=k, planted_removed=int(planted[gone].sum()), model=m.key)

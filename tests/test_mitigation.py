@@ -117,18 +117,18 @@ def small():
     return data, make_splits(len(data), 32, 32, seed=1)
 
 
-def test_fit_clips_in_parallel_trains_each_missing_model_once(small, tmp_path):
+def test_fit_many_in_parallel_trains_each_missing_model_once(small, tmp_path):
     data, splits = small
     store = RunStore(tmp_path)
     cfg = TrainConfig(epochs=2, batch_size=64)
     jobs = ex.pair_jobs(data, splits, "clipmem-tiny", cfg, store=store, device="cpu")
-    models = ex.fit_clips(jobs + jobs[:1], n_jobs=2, progress=False)  # a duplicate job is trained once
+    models = ex.fit_many(jobs + jobs[:1], n_jobs=2, progress=False)  # a duplicate job is trained once
     assert len(models) == 3 and models[0].key == models[2].key and len(list((tmp_path / "clip").iterdir())) == 2
     seq = ex.fit_clip(data, splits.f_indices, "clipmem-tiny", cfg, store=store, device="cpu", progress=False)
     assert seq.key == models[0].key  # same key as a sequential fit: loaded, not retrained
     bad = dataclasses.replace(cfg, image_variants=(5,))
     with pytest.raises(ValueError, match=r"image_variants=\(5,\) but the data has 3 variant"):
-        ex.fit_clips(ex.pair_jobs(data, splits, "clipmem-tiny", bad, store=store, device="cpu"), n_jobs=2,
+        ex.fit_many(ex.pair_jobs(data, splits, "clipmem-tiny", bad, store=store, device="cpu"), n_jobs=2,
                      progress=False)
 
 
