@@ -50,16 +50,17 @@ def load_profile(name: str) -> dict:
 
 
 def plan(notebooks, profile: dict, sets: dict | None = None, data: str | None = None,
-         fixed: dict | None = None) -> dict[pathlib.Path, dict]:
+         fixed: dict | None = None, book: set[str] | None = None) -> dict[pathlib.Path, dict]:
     """The checked parameters for each notebook: of ``profile``, then ``sets``, then ``data`` (as
     ``data_path``), then ``fixed`` (paths the runner owns), the names the notebook declares.  Raises one
     :class:`ParameterError` listing every problem: a name no notebook declares, a wrong type, or a
-    required (``???``) value left unset."""
+    required (``???``) value left unset.  A profile key may belong to a chapter not run now: ``book``
+    is every name the book's chapters declare (default: those of ``notebooks``)."""
     decl = {pathlib.Path(nb): declared_parameters(nb) for nb in notebooks}
     known = set().union(*decl.values()) if decl else set()
     given_all = {**profile, **(sets or {}), **({"data_path": data} if data else {}), **(fixed or {})}
     problems = []
-    for k in list(profile) + list(sets or {}):
+    for k in [k for k in profile if k not in (book or known)] + list(sets or {}):
         if k not in known:
             close = difflib.get_close_matches(k, sorted(known), n=1)
             problems.append(f"parameter {k!r} is not declared by any notebook"
@@ -221,6 +222,7 @@ def main(argv=None) -> int:
 
     src = project_path(a.src)
     notebooks = sorted(src.glob("*.ipynb"))
+    book = {n for nb in notebooks for n in declared_parameters(nb)}
     if a.only:
         unknown = set(a.only) - {p.stem for p in notebooks}
         if unknown:
@@ -232,7 +234,7 @@ def main(argv=None) -> int:
     try:
         profile = load_profile(a.profile)
         planned = plan(notebooks, profile, _parse_sets(a.set), a.data,
-                       fixed={"runs_dir": str(project_path(a.runs)), "results_dir": str(out / "results")})
+                       fixed={"runs_dir": str(project_path(a.runs)), "results_dir": str(out / "results")}, book=book)
     except ParameterError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -133,3 +133,15 @@ def test_runner_collects_failures_and_keeps_going(tmp_path):
     assert done["cells"][-1]["outputs"][0]["text"] == "6\n"
     injected = [c for c in done["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "remove-cell" in injected[0]["metadata"]["tags"]
+
+
+def test_runner_runs_one_chapter_with_a_profile_that_has_other_chapters_keys(capsys):
+    """`--only 06_mitigation --profile smoke`: the smoke profile's removal_fractions belong to 07, not an error."""
+    nb06 = [nb for nb in NOTEBOOKS if nb.stem == "06_mitigation"]
+    book_names = {n for nb in NOTEBOOKS for n in book.declared_parameters(nb)}
+    planned = book.plan(nb06, book.load_profile("smoke"), book=book_names)
+    assert "removal_fractions" not in planned[nb06[0]] and planned[nb06[0]]["caption_counts"] == [1, 2, 5]
+    with pytest.raises(ParameterError, match="'removal_fractions' is not declared by any notebook"):
+        book.plan(nb06, book.load_profile("smoke"))  # without the book's names it is unknown
+    with pytest.raises(ParameterError, match="'removal_fractions' is not declared"):
+        book.plan(nb06, {}, sets={"removal_fractions": [0.5]}, book=book_names)  # --set must fit the chapters run
