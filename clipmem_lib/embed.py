@@ -43,7 +43,7 @@ def embed_texts(model, tokens: torch.Tensor, indices: Sequence[int], caption_ids
     """Text embeddings (P, C, d) of captions ``caption_ids`` of pairs ``indices``; tokens are (N, K, ctx)."""
     device = torch.device(device) if device is not None else default_device()
     model.to(device).eval()
-    t = tokens[torch.as_tensor(np.asarray(indices, dtype=np.int64))][:, list(caption_ids)]
+    t = tokens[torch.tensor(np.asarray(indices, dtype=np.int64))][:, list(caption_ids)]
     p, c = t.shape[:2]
     flat, out = t.reshape(p * c, -1), []
     for start in range(0, len(flat), batch_size):

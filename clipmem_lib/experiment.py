@@ -143,8 +143,8 @@ def fit_many(jobs: Sequence[dict], *, n_jobs: int = 1, progress: bool = True) ->
 
     A job is a dict of :func:`fit_clip`'s arguments, or, with ``kind`` "dino" or "supervised", of
     :func:`fit_vision`'s.  Models already in the store are loaded; the others train in ``n_jobs`` worker
-    processes with ``cpu_count // n_jobs`` threads each (on 2 cores two one-thread runs finish sooner than
-    the same two runs one after another: benchmarks/parallel_sweep.py).  CUDA jobs and ``n_jobs=1`` train
+    processes with ``cpu_count // n_jobs`` threads each (on 2 cores, two 70-s trainings took about 110 s side
+    by side instead of 140 s; for short ones worker start-up eats the gain: benchmarks/parallel_sweep.py).  CUDA jobs and ``n_jobs=1`` train
     here, one after another.  Thread count changes float rounding, so a model trained in a worker matches a
     sequential one to rounding, not bit for bit.
     """
