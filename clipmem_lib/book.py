@@ -25,7 +25,7 @@ import time
 import nbformat
 import yaml
 
-from .params import ParameterError, declared_parameters, listing_of, validate
+from .params import ParameterError, declared_parameters, listing_of, sibling_parameters, validate
 from .store import project_path
 
 __all__ = ["load_profile", "declared_parameters", "plan", "run_notebooks", "strip_outputs", "main"]
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
 
     src = project_path(a.src)
     notebooks = sorted(src.glob("*.ipynb"))
-    book = {n for nb in notebooks for n in declared_parameters(nb)}
+    book = sibling_parameters(a.src)
     if a.only:
         unknown = set(a.only) - {p.stem for p in notebooks}
         if unknown:

@@ -342,7 +342,8 @@ def removal_curve(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
     pool = scores[scores.subset == "S_C"].reset_index(drop=True)
     pool["sim_f"] = pair_similarity(f, data, pool["index"], store=store, device=device)
     ks = doubling_grid(len(pool), fractions)
-    plan = [(s, k, removal_order(pool, s, seed)[:k]) for s in strategies for k in ks]
+    orders = {s: removal_order(pool, s, seed) for s in strategies}
+    plan = [(s, k, orders[s][:k]) for s in strategies for k in ks]
     jobs = [dict(data=data, indices=without(splits.f_indices, gone), model=model, config=f.config, tokenizer=f.tokenizer,
                  store=store, device=device, num_workers=num_workers, desc=f"f without {k} ({s})")
             for s, k, gone in plan]
@@ -428,9 +429,8 @@ def unitmem_during_training(data: PairData, indices: Sequence[int], model: str =
     store = store if store is not None else RunStore("runs")
     idx = np.asarray(indices, dtype=np.int64)
     tok = tokenizer_for(model, data)
-    cfg = dict(model=model, vocab=_tok_digest(tok), train=config, images=data.images.fingerprint(), indices=idx,
-               captions=data.caption_digest(idx), every=every, n_aug=n_aug, percents=tuple(percents),
-               ties="shared")  # top_unit_layers' tie rule
+    cfg = dict(_clip_key(data, idx, model, config, config.seed, tok), every=every, n_aug=n_aug,
+               percents=tuple(percents), ties="shared")  # top_unit_layers' tie rule
 
     def compute():
         m, rows = create_model(model, tok.vocab_size, seed=config.seed), []

@@ -155,7 +155,8 @@ class ParameterGuard:
             raise ParameterError("no parameters cell ran between ParameterGuard() and check()")
         declared = parse_declarations(cells[0])
         injected = list(dict.fromkeys(n for c in cells[1:] for n in _assigned_names(c)))
-        others = {n for n in injected if n not in declared} & sibling_parameters()
+        undeclared = {n for n in injected if n not in declared}
+        others = undeclared & sibling_parameters() if undeclared else set()  # reads the chapters only when needed
         if others:  # a profile (papermill -f) also carries other chapters' sweeps: not for this notebook
             print(f"ignored here, declared by other chapters: {', '.join(sorted(others))}")
         ns = self._ip.user_ns

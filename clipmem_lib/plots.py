@@ -176,17 +176,15 @@ def removal_curves(curve: pd.DataFrame, metric: str = "utility", *, planted: str
     ``planted``, a second panel counts the planted mis-captions each strategy removed."""
     panels = 2 if planted and planted in curve else 1
     axes = axes if axes is not None else plt.subplots(1, panels, figsize=(6 * panels, 3.5), squeeze=False)[1][0]
-    pos = curve[curve.k > 0]
-    sns.lineplot(data=pos, x="k", y=metric, hue="strategy", style="strategy", markers=True, dashes=False, ax=axes[0])
-    for k0 in curve[curve.k == 0][metric]:
-        axes[0].axhline(k0, color="grey", lw=0.8, ls=":", label="no removal")
-    axes[0].set(xscale="log", xlabel="pairs removed (k)", ylabel=metric, title=title or "Removal and retraining (cf. Fig. 6)")
-    axes[0].set_xticks(sorted(pos.k.unique()), [str(k) for k in sorted(pos.k.unique())])
-    if panels == 2:
-        sns.lineplot(data=pos, x="k", y=planted, hue="strategy", style="strategy", markers=True, dashes=False,
-                     ax=axes[1], legend=False)
-        axes[1].set(xscale="log", xlabel="pairs removed (k)", ylabel="planted mis-captions removed")
-        axes[1].set_xticks(sorted(pos.k.unique()), [str(k) for k in sorted(pos.k.unique())])
+    pos, ks = curve[curve.k > 0], sorted(curve[curve.k > 0].k.unique())
+    columns = [(metric, metric), (planted, "planted mis-captions removed")][:panels]
+    for i, (ax, (col, label)) in enumerate(zip(axes, columns)):
+        sns.lineplot(data=pos, x="k", y=col, hue="strategy", style="strategy", markers=True, dashes=False, ax=ax,
+                     legend=i == 0)
+        ax.set(xscale="log", xlabel="pairs removed (k)", ylabel=label)
+        ax.set_xticks(ks, [str(k) for k in ks])
+    axes[0].axhline(curve.loc[curve.k == 0, metric].iloc[0], color="grey", lw=0.8, ls=":", label="no removal")
+    axes[0].set_title(title or "Removal and retraining (cf. Fig. 6)")
     return axes
 
 
