@@ -8,7 +8,7 @@ DATA     ?=
 RUNS     ?= runs
 STAMP    := $(VENV)/.installed
 
-.PHONY: book test notebooks html benchmark clean
+.PHONY: book test test-fast params notebooks html benchmark clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@# first use: a local .venv with the pinned stack (torch 2.14.1 comes from this machine's disk)
@@ -31,6 +31,14 @@ book: notebooks html
 HEAVY := 04_modality 05_between 06_mitigation 07_removal
 test: $(STAMP)
 	$(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env $(foreach n,$(HEAVY),--ignore=notebooks/$(n).ipynb)
+
+# The edit loop: unit tests only (no training beyond a few steps, no notebooks); under a minute on 2 cores.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests -m "not slow"
+
+# Regenerate the notebooks' parameters cells from the one schema (clipmem_lib/schema.py).
+params: $(STAMP)
+	$(PY) -m clipmem_lib.book params
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/train_throughput.py

@@ -16,7 +16,8 @@ from PIL import Image
 
 from clipmem_lib.loaders import load_csv
 from clipmem_lib.models import create_model, tokenizer_for
-from clipmem_lib.train import TrainConfig, default_device, train_clip
+from clipmem_lib.runtime import default_device
+from clipmem_lib.train import TrainConfig, train_clip
 
 
 def write_jpegs(folder: str, n: int, seed: int = 0) -> str:

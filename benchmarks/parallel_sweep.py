@@ -15,10 +15,9 @@ from clipmem_lib.train import TrainConfig
 
 
 def sweep(data, n_models, epochs, n_jobs, root):
-    jobs = [dict(data=data, indices=range(len(data)), config=TrainConfig(epochs=epochs, seed=s), store=RunStore(root),
-                 device="cpu", progress=False) for s in range(n_models)]
+    jobs = [ex.ClipJob(data, range(len(data)), config=TrainConfig(epochs=epochs, seed=s)) for s in range(n_models)]
     t0 = time.perf_counter()
-    ex.fit_many(jobs, n_jobs=n_jobs, progress=False)
+    ex.fit_many(jobs, ex.Context(RunStore(root), device="cpu", progress=False, n_jobs=n_jobs))
     return time.perf_counter() - t0
 
 

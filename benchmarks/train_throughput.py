@@ -13,7 +13,8 @@ from open_clip.loss import ClipLoss
 from clipmem_lib.augment import to_model_input
 from clipmem_lib.models import create_model, image_size, tokenizer_for
 from clipmem_lib.scenes import SceneConfig, make_scenes
-from clipmem_lib.train import TrainConfig, default_device, train_clip
+from clipmem_lib.runtime import default_device
+from clipmem_lib.train import TrainConfig, train_clip
 
 
 def bare_loop(model, images, tokens, steps, batch, device):

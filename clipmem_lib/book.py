@@ -5,10 +5,11 @@
     python -m clipmem_lib.book run --only 02_memorisation --set epochs=10
     python -m clipmem_lib.book strip                             # clear outputs of notebooks/ before a commit
     python -m clipmem_lib.book refresh                           # re-run sources at defaults, store nbval outputs
+    python -m clipmem_lib.book params                            # write the parameters cells from the schema
 
 A profile (``profiles/<name>.yaml``) is a flat set of parameter values; each notebook receives those it
-declares.  A value ``???`` must be supplied (``--data`` fills ``data_path``).  Every parameter is checked against the notebooks' parameters cells before any
-kernel starts.  Each notebook is executed into a temporary file and moved into place only when it
+declares.  A value ``???`` must be supplied (``--data`` fills ``data_path``).  Every parameter, and the
+data path, is checked before any kernel starts.  Each notebook is executed into a temporary file and moved into place only when it
 succeeds; a failed one is kept as ``<out>/failed/<stem>.ipynb``, the others still run, and the command
 exits non-zero after listing every failure.
 """
@@ -25,10 +26,13 @@ import time
 import nbformat
 import yaml
 
+from .datasets import check_source
 from .params import ParameterError, declared_parameters, listing_of, sibling_parameters, validate
+from .schema import CHAPTERS, parameters_cell
 from .store import project_path
 
-__all__ = ["load_profile", "declared_parameters", "plan", "run_notebooks", "strip_outputs", "main"]
+__all__ = ["load_profile", "declared_parameters", "plan", "check_data", "run_notebooks", "strip_outputs",
+           "write_parameters", "main"]
 
 REQUIRED = "???"
 KEEP_TAG = "nbval-check-output"
@@ -82,6 +86,34 @@ def plan(notebooks, profile: dict, sets: dict | None = None, data: str | None = 
         raise ParameterError("\n".join(dict.fromkeys(problems)) + "\nvalid parameters (of all notebooks):\n"
                              + listing_of(union))
     return out
+
+
+def check_data(planned: dict[pathlib.Path, dict]) -> None:
+    """Check each distinct (data_source, data_path) the planned notebooks will read, once, before any
+    kernel starts (a missing COCO root fails here, not in every chapter)."""
+    seen = set()
+    for path, given in planned.items():
+        values = {**{k: d.default for k, d in declared_parameters(path).items()}, **given}
+        if "data_source" in values and (values["data_source"], values.get("data_path", "")) not in seen:
+            seen.add((values["data_source"], values.get("data_path", "")))
+            try:
+                check_source(values["data_source"], values.get("data_path", ""))
+            except (ValueError, FileNotFoundError) as e:
+                raise ParameterError(str(e)) from None
+
+
+def write_parameters(notebook, check: bool = False) -> bool:
+    """Make ``notebook``'s parameters cell the schema's (:func:`~clipmem_lib.schema.parameters_cell`);
+    returns whether it differed (with ``check``, nothing is written)."""
+    nb = nbformat.read(notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    want = parameters_cell(pathlib.Path(notebook).stem)
+    if cell.source == want:
+        return False
+    if not check:
+        cell.source = want
+        nbformat.write(nb, notebook)
+    return True
 
 
 @dataclasses.dataclass
@@ -192,7 +224,15 @@ def main(argv=None) -> int:
     s.add_argument("--check", action="store_true", help="only report notebooks that are not stripped")
     f = sub.add_parser("refresh", help="run source notebooks at their defaults and store the nbval-checked outputs")
     f.add_argument("notebooks", nargs="*", help="default: notebooks/*.ipynb")
+    q = sub.add_parser("params", help="write each notebook's parameters cell from the schema (clipmem_lib/schema.py)")
+    q.add_argument("--check", action="store_true", help="only report notebooks whose cell differs")
     a = ap.parse_args(argv)
+
+    if a.cmd == "params":
+        paths = [p for p in sorted(project_path("notebooks").glob("*.ipynb")) if p.stem in CHAPTERS]
+        differ = [p.name for p in paths if write_parameters(p, check=a.check)]
+        print(("differ from the schema: " if a.check else "rewritten: ") + (", ".join(differ) or "none"))
+        return 1 if (a.check and differ) else 0
 
     if a.cmd == "refresh":
         import papermill as pm
@@ -235,6 +275,7 @@ def main(argv=None) -> int:
         profile = load_profile(a.profile)
         planned = plan(notebooks, profile, _parse_sets(a.set), a.data,
                        fixed={"runs_dir": str(project_path(a.runs)), "results_dir": str(out / "results")}, book=book)
+        check_data(planned)
     except ParameterError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -101,7 +101,7 @@ class FileImages(ImageSource):
         try:
             src = io.BytesIO(ref()) if callable(ref) else ref
             with Image.open(src) as img:
-                img.draft("RGB", (size, size))  # JPEG: decode at the smallest DCT scale still >= size (2-4x faster)
+                img.draft("RGB", (size, size))  # JPEG: decode at the smallest DCT scale still >= size
                 img.load()
                 return pil_to_uint8(img, size)
         except FileNotFoundError as e:

@@ -14,7 +14,7 @@ import torch
 from .augment import random_resized_crop, to_model_input
 from .data import ImageSource
 from .models import image_size
-from .train import default_device
+from .runtime import resolve_device
 
 __all__ = ["embed_images", "embed_texts"]
 
@@ -23,7 +23,7 @@ __all__ = ["embed_images", "embed_texts"]
 def embed_images(model, images: ImageSource, indices: Sequence[int], *, n_crops: int = 0, variant: int = 0,
                  crop_scale=(0.9, 1.0), seed: int = 0, batch_size: int = 512, device=None) -> torch.Tensor:
     """Image embeddings (P, 1 + n_crops, d): view 0 un-augmented, views 1.. random resized crops."""
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     model.to(device).eval()
     size, idx, out = image_size(model), np.asarray(indices, dtype=np.int64), []
     for b, start in enumerate(range(0, len(idx), batch_size)):
@@ -41,7 +41,7 @@ def embed_images(model, images: ImageSource, indices: Sequence[int], *, n_crops:
 def embed_texts(model, tokens: torch.Tensor, indices: Sequence[int], caption_ids: Sequence[int] = (0,), *,
                 batch_size: int = 1024, device=None) -> torch.Tensor:
     """Text embeddings (P, C, d) of captions ``caption_ids`` of pairs ``indices``; tokens are (N, K, ctx)."""
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     model.to(device).eval()
     t = tokens[torch.tensor(np.asarray(indices, dtype=np.int64))][:, list(caption_ids)]
     p, c = t.shape[:2]

@@ -54,8 +54,8 @@ class CaptionTokenizer:
     """open_clip's BPE tokenizer (shipped in the wheel), optionally with a vocabulary trimmed to a corpus.
 
     Trimming maps open_clip token ids to 0..V-1 in the same order (so the end-of-text token stays
-    the largest id, which open_clip's argmax pooling relies on) and unseen tokens to id 1. It makes
-    the tiny CPU models ~1.75× faster (CPU_SCALE.md); keep the full vocabulary at paper scale.
+    the largest id, which open_clip's argmax pooling relies on) and unseen tokens to id 1. The small
+    CPU models train faster with it (README, benchmarks); keep the full vocabulary at paper scale.
     """
 
     UNK = 1

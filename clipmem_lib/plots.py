@@ -1,28 +1,52 @@
-"""Figures of the paper, redrawn with seaborn from score tables (one function per figure)."""
+"""Figures of the paper, redrawn with seaborn from score tables (one function per figure).
+
+Importing this module applies :data:`BOOK_STYLE`, the one look of the whole book; every figure is
+:data:`WIDTH` inches wide for one panel and at most :data:`MAX_WIDTH` for several.
+"""
 from __future__ import annotations
 
 import base64
+import html
 import io
+import math
 import textwrap
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython.display import HTML
+from matplotlib.ticker import NullLocator
 
+from .clipmem import SUBSET_ORDER
 from .data import PairData
 
-__all__ = ["subset_distributions", "clean_vs_poisoned", "gallery", "alignment_scatter", "metric_comparison",
-           "memorisation_vs_frequency", "pair_explorer", "unitmem_per_layer", "unitmem_tracking",
-           "memorisation_and_utility", "removal_curves", "settings_comparison"]
+__all__ = ["BOOK_STYLE", "WIDTH", "MAX_WIDTH", "subset_distributions", "score_histograms", "clean_vs_poisoned", "gallery",
+           "alignment_scatter", "metric_comparison", "memorisation_vs_frequency", "pair_explorer", "pair_table",
+           "unitmem_per_layer", "unitmem_tracking", "memorisation_and_utility", "removal_curves",
+           "settings_comparison"]
 
-SUBSET_ORDER = ["S_S", "S_C", "S_I", "S_E"]
+BOOK_STYLE = dict(context="notebook", style="whitegrid", palette="colorblind",
+                  rc={"figure.dpi": 100, "savefig.dpi": 100, "font.size": 11, "axes.titlesize": 12,
+                      "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10,
+                      "legend.title_fontsize": 10, "figure.titlesize": 13})
+sns.set_theme(**BOOK_STYLE)
+
+WIDTH, MAX_WIDTH, HEIGHT = 7.5, 10.0, 3.6  # inches: one panel, several panels, one row of panels
 PALETTE = dict(zip(SUBSET_ORDER, sns.color_palette("colorblind", 4)))
+CAPTION_SIZE, CAPTION_CHARS = 10, 22  # gallery captions: points, characters per line
+
+
+def _panels(ncols: int = 1, height: float = HEIGHT):
+    """A figure of one row of ``ncols`` panels in the book's widths; returns (figure, 1-d array of axes)."""
+    fig, axes = plt.subplots(1, ncols, figsize=(WIDTH if ncols == 1 else MAX_WIDTH, height), squeeze=False)
+    return fig, axes[0]
 
 
 def subset_distributions(scores: pd.DataFrame, column: str = "clipmem", ax=None):
     """Fig. 2a: the distribution of CLIPMem per subset (S_C high, S_S ≈ S_E ≈ 0, S_I negative)."""
-    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    ax = ax or _panels()[1][0]
     sns.violinplot(data=scores, x="subset", y=column, hue="subset", order=SUBSET_ORDER, palette=PALETTE,
                    cut=0, inner="quartile", ax=ax, legend=False)
     ax.axhline(0, color="grey", lw=0.8)
@@ -31,15 +55,27 @@ def subset_distributions(scores: pd.DataFrame, column: str = "clipmem", ax=None)
     return ax
 
 
+def score_histograms(scores: pd.DataFrame, columns=("clipmem_raw", "clipmem"), subsets=("S_S", "S_C", "S_I")):
+    """Sec. 3 / App. A.2: the distribution of each score column per subset, side by side (raw and normalised)."""
+    fig, axes = _panels(len(columns))
+    for ax, col in zip(axes, columns):
+        sns.histplot(data=scores[scores.subset.isin(subsets)], x=col, hue="subset", hue_order=list(subsets),
+                     palette=PALETTE, element="step", fill=False, bins=40, ax=ax)
+        ax.set(title=col, xlabel="score")
+    fig.tight_layout()
+    return fig
+
+
 def clean_vs_poisoned(means: pd.DataFrame, ax=None):
     """Fig. 2b: mean CLIPMem of clean S_C (clean model, poisoned model) and of the mis-captioned pairs.
 
-    ``means`` has columns ``model``, ``group`` and ``clipmem``.
+    ``means`` has columns ``model``, ``group`` and ``clipmem``
+    (:func:`~clipmem_lib.clipmem.clean_vs_miscaptioned`).
     """
-    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    ax = ax or _panels()[1][0]
     sns.barplot(data=means, x="model", y="clipmem", hue="group", palette="colorblind", ax=ax)
     for c in ax.containers:
-        ax.bar_label(c, fmt="%.3f", fontsize=8)
+        ax.bar_label(c, fmt="%.3f", fontsize=9)
     ax.set(xlabel="", ylabel="mean CLIPMem on S_C", title="Clean vs. poisoned model (cf. paper Fig. 2b)")
     return ax
 
@@ -48,21 +84,38 @@ def _img(data: PairData, i: int, size: int = 64) -> np.ndarray:
     return data.images.load(int(i), 0, size).permute(1, 2, 0).numpy()
 
 
-def gallery(data: PairData, scores: pd.DataFrame, k: int = 5, column: str = "clipmem", subset: str = "S_C"):
-    """Fig. 1: the ``k`` most and ``k`` least memorised pairs of ``subset``, with caption and score."""
+def _png(data: PairData, i: int, size: int) -> str:
+    """Pair ``i``'s image as a base64 PNG data URI (for HTML outputs that render without a kernel)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(_img(data, i, size)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def gallery(data: PairData, scores: pd.DataFrame, k: int = 5, column: str = "clipmem", subset: str = "S_C",
+            per_row: int = 5):
+    """Fig. 1: the ``k`` most and ``k`` least memorised pairs of ``subset``, with caption and score
+    (at most ``per_row`` pairs per row, captions readable at the book's width)."""
     s = scores[scores.subset == subset].sort_values(column, ascending=False)
-    rows = [("most memorised", s.head(k)), ("least memorised", s.iloc[(s[column].abs()).argsort()[:k]])]
-    fig, axes = plt.subplots(2, k, figsize=(2.3 * k, 6.6), squeeze=False)
-    for r, (title, part) in enumerate(rows):
-        for c, (_, row) in enumerate(part.iterrows()):
-            ax = axes[r, c]
+    groups = [("most memorised", s.head(k)), ("least memorised", s.iloc[(s[column].abs()).argsort()[:k]])]
+    ncols, rows_per = min(k, per_row), math.ceil(k / per_row)
+    fig, axes = plt.subplots(2 * rows_per, ncols, figsize=(MAX_WIDTH, 3.3 * 2 * rows_per), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for g, (title, part) in enumerate(groups):
+        for n, (_, row) in enumerate(part.iterrows()):
+            ax = axes[g * rows_per + n // ncols, n % ncols]
+            ax.axis("on")
             ax.imshow(_img(data, row["index"]), interpolation="nearest")
             cap = data.captions[int(row["index"])][0]
-            flag = " [mis-captioned]" if row.get("is_miscaptioned", False) in (True, "True") else ""
-            ax.set_title(f"{row[column]:.2f}{flag}", fontsize=9)
-            ax.set_xlabel("\n".join(textwrap.wrap(textwrap.shorten(cap, 84, placeholder=" …"), 28)), fontsize=7)
+            flag = " [mis-captioned]" if bool(row.get("is_miscaptioned", False)) else ""
+            ax.set_title(f"{row[column]:.2f}{flag}", fontsize=CAPTION_SIZE)
+            ax.set_xlabel("\n".join(textwrap.wrap(textwrap.shorten(cap, 3 * CAPTION_CHARS, placeholder=" …"),
+                                                  CAPTION_CHARS)), fontsize=CAPTION_SIZE)
             ax.set_xticks([]), ax.set_yticks([])
-        axes[r, 0].set_ylabel(title, fontsize=10)
+            ax.grid(False)
+        axes[g * rows_per, 0].set_ylabel(title, fontsize=CAPTION_SIZE + 1)
     fig.suptitle(f"Most and least memorised pairs of {subset} (cf. paper Fig. 1)")
     fig.tight_layout()
     return fig
@@ -71,7 +124,7 @@ def gallery(data: PairData, scores: pd.DataFrame, k: int = 5, column: str = "cli
 def alignment_scatter(scores: pd.DataFrame, ax=None):
     """Sec. 3: alignment under f against under g. Shared pairs lie on the diagonal however well they
     are aligned; only pairs that f alone trained on (S_C) rise above it. Hence Eq. 4 subtracts g."""
-    ax = ax or plt.subplots(figsize=(5, 5))[1]
+    ax = ax or _panels(height=WIDTH * 0.7)[1][0]
     sns.scatterplot(data=scores, x="align_g", y="align_f", hue="subset", hue_order=SUBSET_ORDER, palette=PALETTE,
                     s=10, alpha=0.6, ax=ax)
     lo, hi = scores[["align_f", "align_g"]].min().min(), scores[["align_f", "align_g"]].max().max()
@@ -83,12 +136,12 @@ def alignment_scatter(scores: pd.DataFrame, ax=None):
 def metric_comparison(table: pd.DataFrame, columns: dict[str, str],
                       title: str = "Single-modality SSLMem vs. CLIPMem on S_C and S_S (cf. paper Fig. 3)"):
     """Fig. 3: S_C vs S_S distributions of several scores side by side (e.g. SSLMem image/text, CLIPMem)."""
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), sharey=False)
+    fig, axes = _panels(len(columns))
     part = table[table.subset.isin(["S_S", "S_C"])]
-    for ax, (col, title) in zip(np.atleast_1d(axes), columns.items()):
+    for ax, (col, name) in zip(axes, columns.items()):
         sns.histplot(data=part, x=col, hue="subset", hue_order=["S_S", "S_C"], palette=PALETTE, stat="density",
                      common_norm=False, element="step", bins=30, ax=ax)
-        ax.set(title=title, xlabel="score (normalised)")
+        ax.set(title=name, xlabel="score (normalised)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -96,7 +149,7 @@ def metric_comparison(table: pd.DataFrame, columns: dict[str, str],
 
 def memorisation_vs_frequency(scores: pd.DataFrame, subset: str = "S_C", ax=None):
     """Built-in data only: CLIPMem against how often the pair's concept occurs in the data (the long tail)."""
-    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    ax = ax or _panels()[1][0]
     part = scores[scores.subset == subset].copy()
     part["concept seen"] = pd.cut(part.concept_count, [0, 1, 2, 4, 8, 16, 10**9],
                                   labels=["1", "2", "3–4", "5–8", "9–16", ">16"])
@@ -108,7 +161,7 @@ def memorisation_vs_frequency(scores: pd.DataFrame, subset: str = "S_C", ax=None
 
 def unitmem_per_layer(table: pd.DataFrame, ax=None):
     """Fig. 4: mean UnitMem per layer, one line per model (``table``: model, layer, unitmem per unit)."""
-    ax = ax or plt.subplots(figsize=(6, 3.6))[1]
+    ax = ax or _panels()[1][0]
     sns.lineplot(data=table, x="layer", y="unitmem", hue="model", style="model", markers=True, dashes=False,
                  errorbar=("ci", 95), ax=ax)
     ax.set(xticks=sorted(table.layer.unique()), xlabel="transformer block", ylabel="mean UnitMem",
@@ -118,8 +171,9 @@ def unitmem_per_layer(table: pd.DataFrame, ax=None):
 
 def unitmem_tracking(track: pd.DataFrame):
     """Fig. 11: share of the top 1/3/5% UnitMem units in each layer, along training."""
+    aspect = 1.1
     g = sns.relplot(data=track, x="epoch", y="share", hue="layer", col="top_percent", kind="line", marker="o",
-                    palette="viridis", height=3, aspect=1.1)
+                    palette="viridis", height=MAX_WIDTH / (track.top_percent.nunique() * aspect + 0.4), aspect=aspect)
     g.set_titles("top {col_name}% units")
     g.set_axis_labels("epoch", "share of the top units")
     g.figure.suptitle("Where the most memorising units sit during CLIP training (cf. paper Fig. 11)", y=1.04)
@@ -127,10 +181,9 @@ def unitmem_tracking(track: pd.DataFrame):
 
 
 def pair_explorer(data: PairData, scores: pd.DataFrame, column: str = "clipmem"):
-    """An ipywidgets browser of pairs ranked by ``column`` per subset (live kernel; the saved state
-    renders in the static book)."""
+    """An ipywidgets browser of pairs ranked by ``column`` per subset.  It needs a live kernel: the static
+    book loads no widget scripts (``nb_ipywidgets_js: {}``) and shows :func:`pair_table` instead."""
     import ipywidgets as w
-    from PIL import Image
 
     subset = w.Dropdown(options=SUBSET_ORDER, value="S_C", description="subset")
     rank = w.IntSlider(value=0, min=0, max=49, description="rank")
@@ -140,13 +193,11 @@ def pair_explorer(data: PairData, scores: pd.DataFrame, column: str = "clipmem")
         part = scores[scores.subset == subset.value].sort_values(column, ascending=False)
         rank.max = max(0, len(part) - 1)
         row = part.iloc[min(rank.value, len(part) - 1)]
-        buf = io.BytesIO()
-        Image.fromarray(_img(data, row["index"], 128)).save(buf, format="PNG")
-        caps = "".join(f"<li>{c}</li>" for c in data.captions[int(row['index'])])
-        view.value = (f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}' width=128 "
+        caps = "".join(f"<li>{html.escape(c)}</li>" for c in data.captions[int(row['index'])])
+        view.value = (f"<img src='{_png(data, row['index'], 128)}' width=128 "
                       f"style='image-rendering:pixelated'/><p><b>{column} = {row[column]:.3f}</b> "
                       f"(rank {rank.value + 1} of {len(part)} in {subset.value}; pair {int(row['index'])}"
-                      f"{', mis-captioned' if row.get('is_miscaptioned') in (True, 'True') else ''})</p><ol>{caps}</ol>")
+                      f"{', mis-captioned' if bool(row.get('is_miscaptioned', False)) else ''})</p><ol>{caps}</ol>")
 
     subset.observe(show, "value")
     rank.observe(show, "value")
@@ -154,10 +205,24 @@ def pair_explorer(data: PairData, scores: pd.DataFrame, column: str = "clipmem")
     return w.VBox([w.HBox([subset, rank]), view])
 
 
+def pair_table(data: PairData, scores: pd.DataFrame, column: str = "clipmem", k: int = 10):
+    """The static stand-in for :func:`pair_explorer` (which needs a kernel or CDN scripts): the top ``k``
+    pairs of each subset by ``column``, with a thumbnail, the first caption and the score, as HTML."""
+    rows = []
+    for sub in [s for s in SUBSET_ORDER if s in set(scores.subset)]:
+        top = scores[scores.subset == sub].nlargest(k, column)
+        rows += [{"subset": sub, "rank": r + 1, "image": f"<img src='{_png(data, row['index'], 48)}' width=48 "
+                                                         "style='image-rendering:pixelated'/>",
+                  "caption": html.escape(data.captions[int(row["index"])][0])
+                  + (" <b>[mis-captioned]</b>" if bool(row.get("is_miscaptioned", False)) else ""),
+                  column: f"{row[column]:.3f}", "pair": int(row["index"])} for r, (_, row) in enumerate(top.iterrows())]
+    return HTML(pd.DataFrame(rows).to_html(escape=False, index=False, classes="pair-table"))
+
+
 def memorisation_and_utility(table: pd.DataFrame, x: str, memorisation: str = "clipmem", utility: str = "lp_acc",
                              *, err: str | None = "lp_std", xlabel: str | None = None, title: str = "", ax=None):
     """Fig. 5a / 5b: memorisation (left axis) and utility (right axis) against one swept setting."""
-    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    ax = ax or _panels()[1][0]
     t = table.sort_values(x)
     c_mem, c_ut = sns.color_palette("colorblind", 2)
     ax.plot(t[x], t[memorisation], "o-", color=c_mem)
@@ -170,21 +235,27 @@ def memorisation_and_utility(table: pd.DataFrame, x: str, memorisation: str = "c
     return ax, right
 
 
-def removal_curves(curve: pd.DataFrame, metric: str = "utility", *, planted: str | None = "planted_removed",
-                   title: str = "", axes=None):
-    """Fig. 6: utility after removing k pairs and retraining, one line per strategy (log2 k axis); with
-    ``planted``, a second panel counts the planted mis-captions each strategy removed."""
-    panels = 2 if planted and planted in curve else 1
-    axes = axes if axes is not None else plt.subplots(1, panels, figsize=(6 * panels, 3.5), squeeze=False)[1][0]
+def removal_curves(curve: pd.DataFrame, metrics: str | Sequence[str] = "utility", *,
+                   planted: str | None = "planted_removed", title: str = "", axes=None):
+    """Fig. 6: each of ``metrics`` after removing k pairs and retraining, one panel per metric and one
+    line per strategy (log k axis, ticked at the k values); with ``planted``, one more panel counts the
+    planted mis-captions each strategy removed.  The dotted line is the model before removal."""
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    columns = [(m, m) for m in metrics] + ([(planted, "planted mis-captions removed")] if planted and planted in curve
+                                           else [])
+    fig, axes = (None, axes) if axes is not None else _panels(len(columns))
     pos, ks = curve[curve.k > 0], sorted(curve[curve.k > 0].k.unique())
-    columns = [(metric, metric), (planted, "planted mis-captions removed")][:panels]
     for i, (ax, (col, label)) in enumerate(zip(axes, columns)):
         sns.lineplot(data=pos, x="k", y=col, hue="strategy", style="strategy", markers=True, dashes=False, ax=ax,
                      legend=i == 0)
         ax.set(xscale="log", xlabel="pairs removed (k)", ylabel=label)
-        ax.set_xticks(ks, [str(k) for k in ks])
-    axes[0].axhline(curve.loc[curve.k == 0, metric].iloc[0], color="grey", lw=0.8, ls=":", label="no removal")
-    axes[0].set_title(title or "Removal and retraining (cf. Fig. 6)")
+        ax.set_xticks(ks, [str(int(k)) for k in ks])  # a FixedLocator at the k values ...
+        ax.xaxis.set_minor_locator(NullLocator())     # ... and no log minor ticks labelled "3×10¹"
+        if i < len(metrics):
+            ax.axhline(curve.loc[curve.k == 0, col].iloc[0], color="grey", lw=0.8, ls=":", label="no removal")
+    axes[0].figure.suptitle(title or "Removal and retraining (cf. Fig. 6)")
+    if fig is not None:
+        fig.tight_layout()
     return axes
 
 
@@ -192,17 +263,17 @@ def settings_comparison(table: pd.DataFrame, columns: dict[str, str], *, label: 
                         errors: dict[str, str] | None = None, title: str = ""):
     """Table 1 / Table 3 as bars: one panel per column (e.g. CLIPMem, LP accuracy), one bar per setting."""
     errors = errors or {}
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 0.5 * len(table) + 1.5), squeeze=False)
+    fig, axes = _panels(len(columns), height=0.5 * len(table) + 1.5)
     colours = sns.color_palette("colorblind", len(table))
-    for ax, (col, name) in zip(axes[0], columns.items()):
+    for ax, (col, name) in zip(axes, columns.items()):
         ax.barh(table[label], table[col], xerr=table[errors[col]] if col in errors else None, color=colours, capsize=3)
         ax.invert_yaxis()
         ax.set(xlabel=name, ylabel="")
         lo, hi = table[col].min(), table[col].max()
         if lo > 0:  # zoom on the differences, as the paper's tables are read
             ax.set_xlim(max(0, lo - (hi - lo) * 1.5 - 0.01), hi + (hi - lo) * 0.5 + 0.01)
-    for ax in axes[0][1:]:
+    for ax in axes[1:]:
         ax.set_yticklabels([])
     fig.suptitle(title)
     fig.tight_layout()
-    return axes[0]
+    return axes

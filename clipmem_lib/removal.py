@@ -11,7 +11,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["STRATEGIES", "removal_order", "doubling_grid", "without", "peak_and_cutoff"]
+__all__ = ["STRATEGIES", "removal_order", "doubling_grid", "without", "peak_and_cutoff", "peak_table", "describe_peak",
+           "claim7_holds", "planted_counts"]
 
 STRATEGIES = ("clipmem", "random", "similarity")
 
@@ -62,3 +63,32 @@ def peak_and_cutoff(curve: pd.DataFrame, metric: str = "utility") -> dict:
     below = diff[diff < 0]
     return dict(peak_k=peak_k, peak_gain=float(diff.loc[peak_k]),
                 cutoff_k=int(below.index[0]) if len(below) else None)
+
+
+def peak_table(curve: pd.DataFrame, metrics: Sequence[str], by: str | None = "data") -> pd.DataFrame:
+    """:func:`peak_and_cutoff` for each of ``metrics``, one row per metric, or per (``by``, metric) where
+    ``curve`` has a ``by`` column (e.g. clean and planted data in Fig. 6)."""
+    groups = curve.groupby(by, sort=False) if by and by in curve else [(None, curve)]
+    rows = {(name, m) if name is not None else m: peak_and_cutoff(part, m) for name, part in groups for m in metrics}
+    return pd.DataFrame.from_dict(rows, orient="index").astype({"peak_k": int, "cutoff_k": "Int64"})
+
+
+def describe_peak(row) -> str:
+    """Fig. 6 in words, from one row of :func:`peak_table` (or a :func:`peak_and_cutoff` dict)."""
+    cut = "no cut-off on the grid" if pd.isna(row["cutoff_k"]) else f"below random from k = {int(row['cutoff_k'])}"
+    return f"peak at k = {int(row['peak_k'])} ({row['peak_gain']:+.3f} vs random), {cut}"
+
+
+def claim7_holds(curve: pd.DataFrame, metric: str = "lp_acc") -> bool:
+    """Claim 7 (Fig. 6): removing the highest-CLIPMem pairs first beats random removal at its peak
+    (``peak_gain`` > 0) and beats no removal there, and falls below random removal at a later k."""
+    p = peak_and_cutoff(curve, metric)
+    before = curve.loc[curve.k == 0, metric].iloc[0]
+    best = curve.loc[(curve.strategy == "clipmem") & (curve.k == p["peak_k"]), metric].iloc[0]
+    return bool(p["peak_gain"] > 0 and best > before and p["cutoff_k"] is not None and p["cutoff_k"] > p["peak_k"])
+
+
+def planted_counts(curve: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 6's planted panel as a table: planted mis-captions among the first k removed (rows: k ≥ 0,
+    columns: strategy)."""
+    return curve.pivot_table(index="k", columns="strategy", values="planted_removed").astype(int)

@@ -11,9 +11,22 @@ import pathlib
 
 import pandas as pd
 
-from .store import project_path
+from .store import output_path
 
-__all__ = ["claim", "claims_table", "save_claims", "load_claims", "verdict", "show"]
+__all__ = ["CLAIMS", "claim", "claims_table", "save_claims", "load_claims", "verdict", "held_counts", "claim_status",
+           "show"]
+
+# The paper's eight claims that a reproduction checks (shared/paper/REFERENCE.md), as the summary states them.
+CLAIMS = {
+    "1": "S_C is memorised: CLIPMem(S_C) > CLIPMem(S_S) ≈ CLIPMem(S_E); S_I < 0",
+    "2": "Mis-captioned pairs are memorised most; clean points barely change when they are added",
+    "3": "CLIPMem separates S_C from S_S better than SSLMem on either encoder alone",
+    "4": "The text encoder memorises more than the image encoder",
+    "5": "Text-side augmentation lowers memorisation and helps utility more than image-side",
+    "6": "Moderate text-embedding noise lowers memorisation and raises utility; large noise hurts",
+    "7": "Removing the most memorised points first raises utility, up to a cut-off",
+    "8": "UnitMem per layer: CLIP sits between supervised and SSL",
+}
 
 COLUMNS = ["section", "claim", "what", "paper", "this run", "held"]
 
@@ -35,7 +48,7 @@ def claims_table(rows: list[dict]) -> pd.DataFrame:
 
 def save_claims(table: pd.DataFrame, name: str, results_dir: str | os.PathLike) -> pathlib.Path:
     """Write ``table`` to ``results_dir/name.csv`` atomically (relative paths: from the project root)."""
-    d = project_path(results_dir)
+    d = output_path(results_dir)
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / f".{name}.csv.tmp"
     table.to_csv(tmp, index=False)
@@ -45,10 +58,28 @@ def save_claims(table: pd.DataFrame, name: str, results_dir: str | os.PathLike) 
 
 def load_claims(results_dir: str | os.PathLike) -> pd.DataFrame:
     """All saved tables, in file-name (= notebook) order; an empty table if there are none."""
-    files = sorted(project_path(results_dir).glob("*.csv"))
+    files = sorted(output_path(results_dir).glob("*.csv"))
     if not files:
         return claims_table([])
     return pd.concat([pd.read_csv(f, keep_default_na=False, dtype=str) for f in files], ignore_index=True)
+
+
+def held_counts(rows: pd.DataFrame) -> tuple[int, int]:
+    """(rows with a qualitative check, rows whose check held) of the gathered tables."""
+    checked = rows[rows.held != "n/a"]
+    return len(checked), int((checked.held == "yes").sum())
+
+
+def claim_status(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per paper claim: "held" when all its checked rows held, "did not hold" when none did,
+    "held in part" otherwise, or "not measured" when no chapter checked it."""
+    def status(cid):
+        part = rows[(rows.claim == cid) & (rows.held != "n/a")]
+        if part.empty:
+            return "not measured in this book yet"
+        return "held" if (part.held == "yes").all() else ("did not hold" if (part.held == "no").all() else "held in part")
+
+    return pd.DataFrame({"#": list(CLAIMS), "claim": list(CLAIMS.values()), "this run": [status(c) for c in CLAIMS]})
 
 
 def show(table: pd.DataFrame):

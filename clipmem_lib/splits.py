@@ -57,11 +57,13 @@ def make_splits(n: int, n_candidates: int, n_external: int, n_shared: int | None
         if v is not None and (not isinstance(v, (int, np.integer)) or v < (1 if k != "n_shared" else 0)):
             raise ValueError(f"{k} must be a positive integer, got {v!r}")
     rest = n - 2 * n_candidates - n_external
+    if rest < 0 or (n_shared is not None and n_shared > rest):
+        need = 2 * n_candidates + n_external + (n_shared or 0)
+        raise ValueError(f"split sizes too large for the data: |S_C|=|S_I|={n_candidates}, |S_E|={n_external}"
+                         + (f", |S_S|={n_shared}" if n_shared is not None else "")
+                         + f" need {need} pairs, the data has {n}")
     if n_shared is None:
         n_shared = rest
-    if n_shared < 0 or n_shared > rest or rest < 0:
-        raise ValueError(f"split sizes too large for the data: |S_S|={n_shared}, |S_C|=|S_I|={n_candidates}, "
-                         f"|S_E|={n_external} need {n_shared + 2 * n_candidates + n_external} pairs, the data has {n}")
     perm = np.random.default_rng(seed).permutation(n)
     c = np.cumsum([n_shared, n_candidates, n_candidates, n_external])
     return Splits(*(np.sort(perm[a:b]) for a, b in zip([0, *c[:-1]], c)))

@@ -10,11 +10,12 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import torch
 
-from .clipmem import range_normalise
+from .clipmem import range_normalise, top_count
 
-__all__ = ["image_alignment_loss", "text_alignment_loss", "sslmem"]
+__all__ = ["image_alignment_loss", "text_alignment_loss", "sslmem", "top_overlap"]
 
 
 def image_alignment_loss(views: torch.Tensor) -> np.ndarray:
@@ -38,3 +39,13 @@ def sslmem(loss_f: np.ndarray, loss_g: np.ndarray, normalise: bool = True) -> np
     """SSLMem = L_align(g) − L_align(f) (Eq. 2): positive where f aligns views of x better than g."""
     raw = np.asarray(loss_g) - np.asarray(loss_f)
     return range_normalise(raw) if normalise else raw
+
+
+def top_overlap(scores: pd.DataFrame, col_a: str, col_b: str, fraction: float = 0.1,
+                subset: str = "S_C") -> tuple[int, int]:
+    """Sec. 4.5: how many of the top ``fraction`` of ``subset`` by ``col_a`` are also in its top by
+    ``col_b`` (the paper: 47 of the top 500 of S_C by SSLMem agree between CLIP and DINO).  Returns
+    (overlap, k); chance level is ``fraction`` · k."""
+    part = scores[scores.subset == subset]
+    k = top_count(len(part), fraction)
+    return len(set(part.nlargest(k, col_a)["index"]) & set(part.nlargest(k, col_b)["index"])), k

@@ -5,6 +5,10 @@ wrote.  It is built in a temporary folder and renamed into place (atomic on POSI
 never leaves a half-written entry that a later call reads as complete.  A builder may also keep
 resumable state (checkpoints) in ``scratch``, which survives interruptions and is removed on
 success.  The same config returns the stored entry; ``force=True`` rebuilds it.
+
+Every key also holds the code version of its kind (:data:`VERSIONS`): a change to training or to a
+metric that alters results bumps that number, so entries computed by the old code are not reused.
+Score tables are stored as parquet and come back with their dtypes (a bool column stays bool).
 """
 from __future__ import annotations
 
@@ -20,7 +24,20 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["RunStore", "config_key", "project_path"]
+__all__ = ["RunStore", "config_key", "project_path", "output_path", "VERSIONS", "OUTPUT_ENV"]
+
+# Code version of each kind of entry, part of its key. Bump one whenever a change alters what that kind
+# computes (tests/test_store.py checks that a bump hides the old entries).
+VERSIONS = {
+    "clip": 2,              # train.train_clip through engine.fit_epochs
+    "dino": 2,              # 2: one epoch engine (no weight decay on biases and norms, checkpoints)
+    "supervised": 2,        # 2: as dino
+    "embeddings": 1,        # embed.embed_images / embed_texts (Eq. 3's crops)
+    "clipmem": 2,           # 2: typed parquet table
+    "unitmem": 2,           # 2: typed parquet table
+    "unitmem_tracking": 2,  # 2: typed parquet table
+}
+OUTPUT_ENV = "CLIPMEM_OUTPUT_DIR"  # tests set it, so relative run and result folders go to a temporary place
 
 
 def _canon(obj):
@@ -50,6 +67,16 @@ def project_path(path: str | os.PathLike) -> pathlib.Path:
     return p.resolve()
 
 
+def output_path(path: str | os.PathLike) -> pathlib.Path:
+    """Where a generated folder (run store, result tables) lives: ``path`` itself if absolute, else under
+    ``$CLIPMEM_OUTPUT_DIR`` when that is set (the test suite sets it), else under the project root."""
+    p = pathlib.Path(path)
+    if p.is_absolute():
+        return p
+    root = os.environ.get(OUTPUT_ENV)
+    return pathlib.Path(root) / p if root else project_path(p)
+
+
 def config_key(config) -> str:
     """A 16-hex-digit hash of a JSON-able config (dataclasses and arrays allowed)."""
     return hashlib.sha256(json.dumps(_canon(config), sort_keys=True).encode()).hexdigest()[:16]
@@ -61,18 +88,25 @@ class RunStore:
     def __init__(self, root: str | os.PathLike | None = "runs"):
         self.root = pathlib.Path(root) if root is not None else None
 
+    @staticmethod
+    def key_of(kind: str, config) -> str:
+        """The entry key: a hash of ``kind``, its code version and ``config`` (unique across kinds)."""
+        if kind not in VERSIONS:
+            raise KeyError(f"unknown run-store kind {kind!r}: give it a code version in store.VERSIONS")
+        return config_key(dict(kind=kind, config=config, version=VERSIONS[kind]))
+
     def entry(self, kind: str, config) -> pathlib.Path | None:
         """The folder of a complete entry, or None."""
         if self.root is None:
             return None
-        p = self.root / kind / config_key(config)
+        p = self.root / kind / self.key_of(kind, config)
         return p if (p / "config.json").exists() else None
 
     def build(self, kind: str, config, builder: Callable[[pathlib.Path, pathlib.Path], None],
               force: bool = False) -> pathlib.Path:
         """Return the entry for ``config``, calling ``builder(out_dir, scratch_dir)`` if it is missing."""
         root = self.root if self.root is not None else pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "clipmem-nostore"
-        key = config_key(config)
+        key = self.key_of(kind, config)
         final, scratch = root / kind / key, root / ".scratch" / f"{kind}-{key}"
         if not force and (final / "config.json").exists():
             return final
@@ -81,7 +115,8 @@ class RunStore:
         scratch.mkdir(parents=True, exist_ok=True)
         try:
             builder(tmp, scratch)
-            (tmp / "config.json").write_text(json.dumps(_canon(config), indent=1, sort_keys=True))
+            (tmp / "config.json").write_text(json.dumps(dict(config=_canon(config), version=VERSIONS[kind]),
+                                                        indent=1, sort_keys=True))
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():  # force: move the old entry aside, then swap in the new one
                 old = root / ".tmp" / f"old-{key}-{uuid.uuid4().hex[:8]}"
@@ -94,7 +129,7 @@ class RunStore:
         return final
 
     def frame(self, kind: str, config, compute: Callable[[], pd.DataFrame], force: bool = False) -> pd.DataFrame:
-        """A cached DataFrame (CSV): ``compute()`` runs only when the entry is missing."""
+        """A cached DataFrame (parquet, so dtypes survive): ``compute()`` runs only when the entry is missing."""
         def builder(out, _):
-            compute().to_csv(out / "table.csv", index=False)
-        return pd.read_csv(self.build(kind, config, builder, force) / "table.csv", keep_default_na=False)
+            compute().to_parquet(out / "table.parquet", index=False)
+        return pd.read_parquet(self.build(kind, config, builder, force) / "table.parquet")

@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import pathlib
-import time
 from typing import Callable, Sequence
 
 import numpy as np
@@ -26,13 +24,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
-from tqdm import tqdm
 
 from .augment import random_resized_crop, to_model_input
 from .data import ImageSource
+from .engine import fit_epochs
 from .models import image_size
+from .runtime import resolve_device
 
-__all__ = ["TrainConfig", "train_clip", "choose_views", "noisy_text_features", "lr_at", "default_device"]
+__all__ = ["TrainConfig", "train_clip", "choose_views", "noisy_text_features"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,18 +68,6 @@ class TrainConfig:
     def caption_ids(self) -> tuple[int, ...]:
         """The captions this run trains on (and that CLIPMem's first term averages over)."""
         return (0,) if self.caption_mode == "first" else tuple(range(self.n_captions))
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def lr_at(step: int, total: int, base: float, warmup: float) -> float:
-    """Linear warm-up over ``warmup·total`` steps, then cosine decay to 0."""
-    w = max(1, round(warmup * total))
-    if step < w:
-        return base * (step + 1) / w
-    return 0.5 * base * (1 + math.cos(math.pi * (step - w) / max(1, total - w)))
 
 
 def choose_views(n_pos: int, choices: Sequence[int], mode: str, epoch: int, seed: int, salt: int) -> np.ndarray:
@@ -123,40 +110,19 @@ class _Forward(torch.nn.Module):
         return self.model.encode_image(image, normalize=True), self.model.encode_text(text), self.model.logit_scale.exp()
 
 
-class _Batches(torch.utils.data.Dataset):
-    """Batch ``j`` of an epoch: uint8 images and token ids (lets a DataLoader prefetch file images)."""
-
-    def __init__(self, images, tokens, specs, size):
-        self.images, self.tokens, self.specs, self.size = images, tokens, specs, size
-
-    def __len__(self):
-        return len(self.specs)
-
-    def __getitem__(self, j):
-        idx, var, cap = self.specs[j]
-        return self.images.batch(idx, var, self.size), self.tokens[torch.as_tensor(idx), torch.as_tensor(cap)]
-
-
-def _save_atomic(obj, path: pathlib.Path):
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequence[int], cfg: TrainConfig, *,
                device: torch.device | str | None = None, checkpoint: str | os.PathLike | None = None,
                progress: bool = True, num_workers: int = 0, desc: str = "train",
                on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None) -> list[dict]:
-    """Train ``model`` in place on pairs ``indices`` (in this order: position i ↔ indices[i]).
+    """Train ``model`` in place on pairs ``indices`` (in this order: position i ↔ indices[i]); not cached
+    (:func:`~clipmem_lib.fitting.fit_clip` is the cached call).
 
     ``tokens`` is (N, K, context) from :meth:`CaptionTokenizer.tokenize_pairs`.  With ``checkpoint``
     a state file is written atomically after every epoch and a run restarts from it.  Returns the
     per-epoch history (loss, lr, logit scale, noise-to-signal norm ratio, samples/s).
     """
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     indices = np.asarray(indices, dtype=np.int64)
-    if len(indices) < cfg.batch_size:
-        raise ValueError(f"{len(indices)} training pairs is fewer than one batch of {cfg.batch_size}")
     if max(cfg.caption_ids()) >= tokens.shape[1]:
         raise ValueError(f"caption_mode={cfg.caption_mode!r} with n_captions={cfg.n_captions} needs that many captions "
                          f"per pair, but the data has {tokens.shape[1]}")
@@ -168,64 +134,38 @@ def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequen
     if world > 1:
         fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = ClipLoss(local_loss=world > 1, gather_with_grad=world > 1, rank=rank, world_size=world)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "logit_scale" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "logit_scale" in n]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    steps_per_epoch = len(indices) // cfg.batch_size  # the last partial batch is dropped, as open_clip does
-    total = steps_per_epoch * cfg.epochs
-    history, start = [], 0
-    ckpt = pathlib.Path(checkpoint) if checkpoint else None
-    if ckpt and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        history, start = list(state["history"]), int(state["epoch"]) + 1
     size = image_size(model)
-    use_bf16 = device.type == "cuda"
-    bar = tqdm(total=total, initial=start * steps_per_epoch, desc=desc, disable=not progress or rank != 0,
-               mininterval=2.0, dynamic_ncols=True)
-    for epoch in range(start, cfg.epochs):
-        t0, losses, ratios = time.perf_counter(), [], []
-        order = np.random.default_rng([cfg.seed, 0, epoch]).permutation(len(indices))
+
+    def epoch_specs(epoch, order):
         caps = choose_views(len(indices), cfg.caption_ids(), cfg.caption_mode, epoch, cfg.seed, 1)
         vars_ = choose_views(len(indices), cfg.image_variants, cfg.variant_mode, epoch, cfg.seed, 2)
         specs = []
-        for s in range(steps_per_epoch):
+        for s in range(len(indices) // cfg.batch_size):
             pos = order[s * cfg.batch_size:(s + 1) * cfg.batch_size][rank::world]
             specs.append((indices[pos], vars_[pos], caps[pos]))
-        gen = torch.Generator().manual_seed(int(np.random.default_rng([cfg.seed, 3, epoch]).integers(2**62)))
-        loader = torch.utils.data.DataLoader(_Batches(images, tokens, specs, size), batch_size=None,
-                                             num_workers=num_workers, shuffle=False)
-        for s, (img, txt) in enumerate(loader):
-            step = epoch * steps_per_epoch + s
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, cfg.lr, cfg.warmup)
-            img = random_resized_crop(to_model_input(img.to(device, non_blocking=True)), gen, cfg.crop_scale)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                img_f, raw_txt, scale = fwd(img, txt.to(device, non_blocking=True))
-                txt_f = noisy_text_features(raw_txt.float(), cfg.text_noise_std, cfg.text_noise_at, gen)
-                loss = loss_fn(img_f.float(), txt_f, scale.float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100))
-            losses.append(loss.item())
-            if cfg.text_noise_std > 0:
-                ref = raw_txt if cfg.text_noise_at == "raw" else F.normalize(raw_txt, dim=-1)
-                ratios.append(cfg.text_noise_std * math.sqrt(ref.shape[-1]) / ref.float().norm(dim=-1).mean().item())
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", refresh=False)
-        dt = time.perf_counter() - t0
-        history.append(dict(epoch=epoch, loss=float(np.mean(losses)), lr=opt.param_groups[0]["lr"],
-                            logit_scale=float(model.logit_scale.detach().exp()), seconds=dt,
-                            samples_per_s=steps_per_epoch * cfg.batch_size / dt,
-                            noise_to_signal=float(np.mean(ratios)) if ratios else 0.0))
-        if ckpt and rank == 0:
-            _save_atomic(dict(model=model.state_dict(), optimizer=opt.state_dict(), epoch=epoch, history=history), ckpt)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, model)
-    bar.close()
+        return specs
+
+    def load(spec):
+        idx, var, cap = spec
+        return images.batch(idx, var, size), tokens[torch.as_tensor(idx), torch.as_tensor(cap)]
+
+    def step(batch, gen, _epoch, _step, _total):
+        img, txt = batch
+        img = random_resized_crop(to_model_input(img.to(device, non_blocking=True)), gen, cfg.crop_scale)
+        img_f, raw_txt, scale = fwd(img, txt.to(device, non_blocking=True))
+        txt_f = noisy_text_features(raw_txt.float(), cfg.text_noise_std, cfg.text_noise_at, gen)
+        ref = raw_txt if cfg.text_noise_at == "raw" else F.normalize(raw_txt, dim=-1)
+        ratio = cfg.text_noise_std * math.sqrt(ref.shape[-1]) / ref.float().norm(dim=-1).mean().item()  # σ·√d/‖z‖
+        logs = dict(logit_scale=float(scale.detach()), noise_to_signal=ratio)
+        return loss_fn(img_f.float(), txt_f, scale.float()), logs
+
+    def clamp_scale():
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+
+    history = fit_epochs({"model": model}, model, cfg, len(indices), epoch_specs, load, step, device=device,
+                         checkpoint=checkpoint, progress=progress, num_workers=num_workers, desc=desc,
+                         after_step=clamp_scale,
+                         on_epoch_end=(lambda e: on_epoch_end(e, model)) if on_epoch_end else None)
     model.eval()
     return history

@@ -24,9 +24,10 @@ import torch
 
 from .augment import random_resized_crop, to_model_input
 from .models import image_size
-from .train import default_device
+from .runtime import resolve_device
 
-__all__ = ["unitmem", "UnitActivations", "gelu_blocks", "layer_unitmem", "text_layer_unitmem", "top_unit_layers"]
+__all__ = ["unitmem", "UnitActivations", "gelu_blocks", "layer_unitmem", "text_layer_unitmem", "top_unit_layers",
+           "layer_summary", "last_layer_share"]
 
 
 def unitmem(mu: torch.Tensor | np.ndarray, reduce: str = "median") -> np.ndarray:
@@ -116,7 +117,7 @@ def layer_unitmem(model, images, indices: Sequence[int], *, n_aug: int = 10, cro
     """UnitMem of every MLP unit of ``model.visual`` over the points ``indices`` (Fig. 4), from ``n_aug``
     random resized crops per point (the training augmentation).  One row per (layer, unit); the same
     crops for every model given the same ``seed``.  Works for CLIP and for :class:`vision.Encoder`."""
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     model.to(device).eval()
     idx, size = np.asarray(indices, dtype=np.int64), image_size(model)
     acts = UnitActivations(gelu_blocks(model.visual), n_points=len(idx))
@@ -145,7 +146,7 @@ def text_layer_unitmem(model, tokens: torch.Tensor, indices: Sequence[int], capt
     """UnitMem of every MLP unit of CLIP's text transformer (not in the paper): the captions
     ``caption_ids`` of a pair are its augmentations, and activations are averaged over all context
     positions (padding included, as all tokens are for images)."""
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     model.to(device).eval()
     idx = np.asarray(indices, dtype=np.int64)
     acts = UnitActivations(gelu_blocks(model), n_points=len(idx))
@@ -176,3 +177,21 @@ def top_unit_layers(table: pd.DataFrame, percents=(1, 3, 5)) -> pd.DataFrame:
         rows += [dict(top_percent=p, layer=int(layer), share=float(share.get(layer, 0.0)))
                  for layer in sorted(table.layer.unique())]
     return pd.DataFrame(rows)
+
+
+def layer_summary(table: pd.DataFrame, saturated_above: float = 0.999) -> pd.DataFrame:
+    """Fig. 4 as a table, one row per model (``table``: model, layer, unitmem per unit): the mean UnitMem
+    of each layer (columns 0, 1, …), ``last`` (the model's own last block), ``rise`` (last minus first
+    block) and ``saturated`` (the share of its units with UnitMem above ``saturated_above``)."""
+    means = table.groupby(["model", "layer"]).unitmem.mean()
+    ends = means.groupby(level="model").agg(["first", "last"])  # groups come sorted by layer
+    return means.unstack("layer").assign(
+        last=ends["last"], rise=ends["last"] - ends["first"],
+        saturated=table.groupby("model").unitmem.apply(lambda u: float((u > saturated_above).mean())))
+
+
+def last_layer_share(track: pd.DataFrame, percent: float = 1) -> tuple[float, float]:
+    """Fig. 11: the share of the top ``percent``% units that sit in the last layer, at the first and at
+    the last snapshot of ``track`` (from :func:`top_unit_layers` per epoch)."""
+    part = track[(track.layer == track.layer.max()) & (track.top_percent == percent)].sort_values("epoch")
+    return float(part.share.iloc[0]), float(part.share.iloc[-1])

@@ -13,18 +13,17 @@ import copy
 import dataclasses
 import json
 import math
-import time
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from .augment import random_resized_crop, to_model_input
 from .data import ImageSource, PairData
+from .engine import fit_epochs
 from .models import create_model, image_size
-from .train import default_device, lr_at
+from .runtime import resolve_device
 
 __all__ = ["VisionConfig", "vision_tower", "Encoder", "train_dino", "train_supervised", "first_level_targets",
            "teacher_momentum"]
@@ -84,39 +83,17 @@ def first_level_targets(data: PairData) -> tuple[np.ndarray, list[str]]:
     return y, names
 
 
-def _loop(params, images: ImageSource, indices, cfg: VisionConfig, step_fn, *, size, device, progress, desc,
-          on_epoch_end=None) -> list[dict]:
-    """The shared epoch loop: seeded order, AdamW with warm-up + cosine, one ``step_fn`` per batch."""
+def _fit(state, params, images: ImageSource, indices, cfg: VisionConfig, step, *, size, device, checkpoint,
+         progress, num_workers, desc, after_step=None, on_epoch_end=None) -> list[dict]:
+    """The engine over plain images: each step gets (uint8 images, their indices)."""
     idx = np.asarray(indices, dtype=np.int64)
-    if len(idx) < cfg.batch_size:
-        raise ValueError(f"{len(idx)} training images is fewer than one batch of {cfg.batch_size}")
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    spe = len(idx) // cfg.batch_size
-    total, history = spe * cfg.epochs, []
-    bar = tqdm(total=total, desc=desc, disable=not progress, mininterval=2.0, dynamic_ncols=True)
-    for epoch in range(cfg.epochs):
-        t0, losses = time.perf_counter(), []
-        order = np.random.default_rng([cfg.seed, 0, epoch]).permutation(len(idx))
-        gen = torch.Generator().manual_seed(int(np.random.default_rng([cfg.seed, 3, epoch]).integers(2**62)))
-        for s in range(spe):
-            step = epoch * spe + s
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, cfg.lr, cfg.warmup)
-            pos = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            x = to_model_input(images.batch(idx[pos], [0] * len(pos), size).to(device))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = step_fn(x, idx[pos], gen, epoch, step, total)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", refresh=False)
-        history.append(dict(epoch=epoch, loss=float(np.mean(losses)), seconds=time.perf_counter() - t0))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-    bar.close()
-    return history
+
+    def epoch_specs(_epoch, order):
+        return [idx[order[s * cfg.batch_size:(s + 1) * cfg.batch_size]] for s in range(len(idx) // cfg.batch_size)]
+
+    return fit_epochs(state, params, cfg, len(idx), epoch_specs, lambda b: (images.batch(b, [0] * len(b), size), b),
+                      step, device=device, checkpoint=checkpoint, progress=progress, num_workers=num_workers,
+                      desc=desc, after_step=after_step, on_epoch_end=on_epoch_end)
 
 
 def teacher_momentum(step: int, total: int, momentum=(0.996, 1.0)) -> float:
@@ -125,14 +102,15 @@ def teacher_momentum(step: int, total: int, momentum=(0.996, 1.0)) -> float:
 
 
 def train_dino(tower: torch.nn.Module, images: ImageSource, indices: Sequence[int], cfg: VisionConfig = VisionConfig(),
-               *, device=None, progress: bool = True, desc: str = "dino",
+               *, device=None, checkpoint=None, progress: bool = True, num_workers: int = 0, desc: str = "dino",
                on_epoch_end: Callable[[int], None] | None = None) -> list[dict]:
-    """Train ``tower`` in place with DINO on ``images[indices]``; the student tower is what is kept."""
+    """Train ``tower`` in place with DINO on ``images[indices]``; the student tower is what is kept.
+    With ``checkpoint``, student, teacher and the loss's centre are saved every epoch and a run resumes."""
     from lightly.loss import DINOLoss
     from lightly.models.modules import DINOProjectionHead
     from lightly.models.utils import deactivate_requires_grad, update_momentum
 
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     torch.manual_seed(cfg.seed)
     dim = tower.output_dim
     head = DINOProjectionHead(dim, 4 * dim, min(256, dim), cfg.out_dim)
@@ -147,37 +125,41 @@ def train_dino(tower: torch.nn.Module, images: ImageSource, indices: Sequence[in
                        warmup_teacher_temp_epochs=0).to(device)
     size = image_size(tower)
 
-    def step(x, _idx, gen, epoch, s, total):
+    def step(batch, gen, epoch, s, total):
+        x = to_model_input(batch[0].to(device))
         update_momentum(student, teacher, teacher_momentum(s, total, cfg.momentum))
         glob = [random_resized_crop(x, gen, cfg.global_scale) for _ in range(2)]
         local = [random_resized_crop(x, gen, cfg.local_scale) for _ in range(cfg.n_local)]
         with torch.no_grad():
             t_out = [teacher(v).float() for v in glob]
         s_out = [student(v).float() for v in glob + local]
-        return loss_fn(t_out, s_out, epoch=epoch)
+        return loss_fn(t_out, s_out, epoch=epoch), {}
 
-    hist = _loop(student.parameters(), images, indices, cfg, step, size=size, device=device, progress=progress,
-                 desc=desc, on_epoch_end=on_epoch_end)
+    hist = _fit({"student": student, "teacher": teacher, "loss": loss_fn}, student, images, indices, cfg, step,
+                size=size, device=device, checkpoint=checkpoint, progress=progress, num_workers=num_workers, desc=desc,
+                on_epoch_end=on_epoch_end)
     tower.eval()
     return hist
 
 
 def train_supervised(tower: torch.nn.Module, images: ImageSource, indices: Sequence[int], targets: np.ndarray,
-                     cfg: VisionConfig = VisionConfig(), *, device=None, progress: bool = True, desc: str = "supervised",
+                     cfg: VisionConfig = VisionConfig(), *, device=None, checkpoint=None, progress: bool = True,
+                     num_workers: int = 0, desc: str = "supervised",
                      on_epoch_end: Callable[[int], None] | None = None) -> list[dict]:
     """Train ``tower`` in place with a linear multi-label head (BCE) on ``targets[indices]`` (N, C)."""
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     torch.manual_seed(cfg.seed)
     dim = tower.output_dim
     head = torch.nn.Linear(dim, targets.shape[1])
     model = torch.nn.Sequential(tower, head).to(device).train()
     y_all = torch.as_tensor(targets, dtype=torch.float32)
 
-    def step(x, idx, gen, _epoch, _s, _total):
+    def step(batch, gen, _epoch, _s, _total):
+        x, idx = to_model_input(batch[0].to(device)), batch[1]
         logits = model(random_resized_crop(x, gen, cfg.crop_scale)).float()
-        return F.binary_cross_entropy_with_logits(logits, y_all[torch.as_tensor(idx)].to(device))
+        return F.binary_cross_entropy_with_logits(logits, y_all[torch.as_tensor(idx)].to(device)), {}
 
-    hist = _loop(model.parameters(), images, indices, cfg, step, size=image_size(tower), device=device, progress=progress,
-                 desc=desc, on_epoch_end=on_epoch_end)
+    hist = _fit({"model": model}, model, images, indices, cfg, step, size=image_size(tower), device=device,
+                checkpoint=checkpoint, progress=progress, num_workers=num_workers, desc=desc, on_epoch_end=on_epoch_end)
     tower.eval()
     return hist

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from clipmem_lib.experiment import score_clipmem, train_pair
+from clipmem_lib.experiment import Context, fit_f_and_g, score_clipmem
 from clipmem_lib.scenes import SceneConfig, make_scenes
 from clipmem_lib.splits import make_splits, plant_miscaptions
 from clipmem_lib.store import RunStore
@@ -22,9 +22,9 @@ def scores(tmp_path_factory):
     data = make_scenes(SceneConfig(n=1000, seed=0))
     splits = make_splits(len(data), n_candidates=100, n_external=100, seed=0)
     data = plant_miscaptions(data, splits.candidates, fraction=0.2, seed=0)
-    store = RunStore(tmp_path_factory.mktemp("runs"))
-    f, g = train_pair(data, splits, "clipmem-tiny", TrainConfig(epochs=80), store=store, progress=False, device=DEVICE)
-    return score_clipmem(f, g, data, splits, n_test=None, store=store, device=DEVICE)
+    ctx = Context(RunStore(tmp_path_factory.mktemp("runs")), device=DEVICE, progress=False)
+    f, g = fit_f_and_g(data, splits, "clipmem-tiny", TrainConfig(epochs=80), ctx=ctx)
+    return score_clipmem(f, g, data, splits, n_test=None, ctx=ctx)
 
 
 def test_candidates_memorised_independent_negative(scores):

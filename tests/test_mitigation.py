@@ -119,37 +119,34 @@ def small():
 
 def test_fit_many_in_parallel_trains_each_missing_model_once(small, tmp_path):
     data, splits = small
-    store = RunStore(tmp_path)
+    ctx = ex.Context(RunStore(tmp_path), device="cpu", progress=False, n_jobs=2)
     cfg = TrainConfig(epochs=2, batch_size=64)
-    jobs = ex.pair_jobs(data, splits, "clipmem-tiny", cfg, store=store, device="cpu")
-    models = ex.fit_many(jobs + jobs[:1], n_jobs=2, progress=False)  # a duplicate job is trained once
+    jobs = ex.fg_jobs(data, splits, "clipmem-tiny", cfg)
+    models = ex.fit_many(jobs + jobs[:1], ctx)  # a duplicate job is trained once
     assert len(models) == 3 and models[0].key == models[2].key and len(list((tmp_path / "clip").iterdir())) == 2
-    seq = ex.fit_clip(data, splits.f_indices, "clipmem-tiny", cfg, store=store, device="cpu", progress=False)
+    seq = ex.fit_clip(data, splits.f_indices, "clipmem-tiny", cfg, ctx=ctx.replace(n_jobs=1))
     assert seq.key == models[0].key  # same key as a sequential fit: loaded, not retrained
     bad = dataclasses.replace(cfg, image_variants=(5,))
     with pytest.raises(ValueError, match=r"image_variants=\(5,\) but the data has 3 variant"):
-        ex.fit_many(ex.pair_jobs(data, splits, "clipmem-tiny", bad, store=store, device="cpu"), n_jobs=2,
-                     progress=False)
+        ex.fit_many(ex.fg_jobs(data, splits, "clipmem-tiny", bad), ctx)
 
 
 def test_compare_settings_and_removal_curve_end_to_end(small, tmp_path):
     """Two settings and a removal curve on a tiny run: rows, keys and planted counts must be consistent."""
     data, splits = small
-    store = RunStore(tmp_path)
+    ctx = ex.Context(RunStore(tmp_path), device="cpu", progress=False)
     base = TrainConfig(epochs=2, batch_size=64)
     probe = make_scenes(SceneConfig(n=90, seed=5, min_objects=1, max_objects=1))
     table = ex.compare_settings(data, splits, {"first": base, "variants": dataclasses.replace(base, image_variants=(1, 2))},
-                                probe, n_crops=2, n_test=10, probe_seeds=(0, 1), store=store, device="cpu",
-                                progress=False)
+                                probe, n_crops=2, n_test=10, probe_seeds=(0, 1), ctx=ctx)
     assert table.setting.tolist() == ["first", "variants"] and table.f.nunique() == 2
     assert ((table.lp_acc > 0) & (table.lp_acc <= 1) & (table.auc >= 0) & (table.auc <= 1)).all()
     planted = plant_miscaptions(data, splits.candidates, 0.25, seed=1)
-    f, g = ex.train_pair(planted, splits, "clipmem-tiny", base, store=store, device="cpu", progress=False)
-    curve = ex.removal_curve(f, g, planted, splits, probe, [0.25], n_crops=2, n_test=10, probe_seeds=(0,),
-                             store=store, device="cpu", progress=False)
+    f, g = ex.fit_f_and_g(planted, splits, "clipmem-tiny", base, ctx=ctx)
+    curve = ex.removal_curve(f, g, planted, splits, probe, [0.25], n_crops=2, n_test=10, probe_seeds=(0,), ctx=ctx)
     assert sorted(curve.k.unique()) == [0, 8]
     assert (curve[curve.k == 0].model == f.key).all() and curve[curve.k > 0].model.nunique() == 3
-    scores = ex.score_clipmem(f, g, planted, splits, n_crops=2, n_test=10, store=store, device="cpu")
+    scores = ex.score_clipmem(f, g, planted, splits, n_crops=2, n_test=10, ctx=ctx)
     cand = scores[scores.subset == "S_C"].sort_values("clipmem", ascending=False, kind="stable")
     top = curve[(curve.strategy == "clipmem") & (curve.k == 8)].planted_removed.item()
     assert top == int(cand.head(8).is_miscaptioned.sum())

@@ -5,7 +5,8 @@ import torch
 
 from clipmem_lib.models import create_model, tokenizer_for
 from clipmem_lib.scenes import SceneConfig, make_scenes
-from clipmem_lib.train import TrainConfig, choose_views, lr_at, noisy_text_features, train_clip
+from clipmem_lib.engine import lr_at
+from clipmem_lib.train import TrainConfig, choose_views, noisy_text_features, train_clip
 from clipmem_lib.embed import embed_texts
 
 

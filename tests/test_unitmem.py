@@ -101,18 +101,16 @@ def test_tracking_during_training_ends_where_the_trained_model_is(tmp_path):
     from clipmem_lib.train import TrainConfig
     from clipmem_lib.unitmem import top_unit_layers
 
-    data, store = make_scenes(SceneConfig(n=140, seed=4)), RunStore(tmp_path)
+    data, ctx = make_scenes(SceneConfig(n=140, seed=4)), ex.Context(RunStore(tmp_path), device="cpu", progress=False)
     cfg = TrainConfig(epochs=3, batch_size=64)
-    track = ex.unitmem_during_training(data, range(128), config=cfg, every=2, n_aug=2, store=store, device="cpu",
-                                       progress=False)
+    track = ex.unitmem_during_training(data, range(128), config=cfg, every=2, n_aug=2, ctx=ctx)
     assert sorted(track.epoch.unique()) == [2, 3]
     assert np.allclose(track.groupby(["epoch", "top_percent"]).share.sum(), 1.0)
-    f = ex.fit_clip(data, range(128), config=cfg, store=store, progress=False, device="cpu")
-    final = top_unit_layers(ex.unitmem_layers(f, data, range(128), n_aug=2, crop_scale=cfg.crop_scale, store=store,
-                                              device="cpu"))
+    f = ex.fit_clip(data, range(128), config=cfg, ctx=ctx)
+    final = top_unit_layers(ex.unitmem_layers(f, data, range(128), n_aug=2, crop_scale=cfg.crop_scale, ctx=ctx))
     last = track[track.epoch == 3].drop(columns="epoch").reset_index(drop=True)
     np.testing.assert_allclose(last.share, final.share, atol=1e-9)
-    text = ex.unitmem_layers(f, data, range(128), tower="text", store=store, device="cpu")
+    text = ex.unitmem_layers(f, data, range(128), tower="text", ctx=ctx)
     assert sorted(text.layer.unique()) == [0, 1] and text.unitmem.between(0, 1).all()
 
 

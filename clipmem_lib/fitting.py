@@ -1,0 +1,218 @@
+"""Cached training: every model of the book is a typed job whose store key is everything its weights
+depend on, trained once and then loaded from the run store.
+
+Verbs: ``train_*`` (train.py, vision.py) train a module in place and cache nothing; ``fit_*`` here
+train through the run store, so a second call with the same job loads the stored model.
+
+    f, g = fit_f_and_g(data, splits, "clipmem-tiny", TrainConfig(epochs=80), ctx=ctx)   # Eq. 4's f and g
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+from typing import ClassVar, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .data import PairData
+from .models import CaptionTokenizer, create_model, tokenizer_for
+from .runtime import Context
+from .splits import Splits
+from .store import config_key
+from .train import TrainConfig, train_clip
+from .vision import Encoder, VisionConfig, first_level_targets, train_dino, train_supervised, vision_tower
+
+__all__ = ["TrainedModel", "ClipJob", "VisionJob", "fit", "fit_many", "fit_clip", "fit_vision", "fg_jobs",
+           "fit_f_and_g"]
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A trained model with what is needed to use it again: its store key, architecture (``model_name``),
+    training config, history and (CLIP only) tokenizer."""
+
+    model: torch.nn.Module
+    key: str
+    model_name: str
+    config: TrainConfig | VisionConfig
+    history: list[dict]
+    tokenizer: CaptionTokenizer | None
+
+
+def _save(module: torch.nn.Module, history: list[dict], out) -> None:
+    torch.save(module.state_dict(), out / "model.pt")
+    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+
+
+def _load(module: torch.nn.Module, path) -> tuple[torch.nn.Module, list[dict]]:
+    module.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+    return module.eval(), pd.read_csv(path / "history.csv").to_dict("records")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ClipJob:
+    """One CLIP trained from scratch on ``data[indices]`` (in that order) with ``config``.
+
+    ``init_seed`` (default ``config.seed``) seeds the initialisation; ``tokenizer`` defaults to
+    :func:`~clipmem_lib.models.tokenizer_for` (trimmed vocabulary for the small CPU configs).
+    """
+
+    data: PairData
+    indices: np.ndarray
+    model_name: str = "clipmem-tiny"
+    config: TrainConfig = TrainConfig()
+    init_seed: int | None = None
+    tokenizer: CaptionTokenizer | None = None
+    desc: str = "train"
+    kind: ClassVar[str] = "clip"
+
+    def __post_init__(self):
+        object.__setattr__(self, "indices", np.asarray(self.indices, dtype=np.int64))
+        if self.init_seed is None:
+            object.__setattr__(self, "init_seed", self.config.seed)
+        if self.tokenizer is None:
+            object.__setattr__(self, "tokenizer", tokenizer_for(self.model_name, self.data))
+
+    def key(self) -> dict:
+        """What the weights depend on: architecture, vocabulary, config, init seed, images, order, captions."""
+        tok = self.tokenizer
+        return dict(model_name=self.model_name, vocab="full" if tok.table is None else config_key(tok.table.numpy()),
+                    context=tok.context_length, train=self.config, init_seed=self.init_seed,
+                    images=self.data.images.fingerprint(), indices=self.indices,
+                    captions=self.data.caption_digest(self.indices))
+
+    def new_model(self) -> torch.nn.Module:
+        return create_model(self.model_name, self.tokenizer.vocab_size, seed=self.init_seed)
+
+    def train(self, out, scratch, ctx: Context) -> None:
+        m = self.new_model()
+        hist = train_clip(m, self.data.images, self.tokenizer.tokenize_pairs(self.data), self.indices, self.config,
+                          device=ctx.device, checkpoint=scratch / "last.pt", progress=ctx.progress, desc=self.desc,
+                          num_workers=ctx.num_workers)
+        _save(m, hist, out)
+
+    def load(self, path) -> TrainedModel:
+        m, hist = _load(self.new_model(), path)
+        return TrainedModel(m, path.name, self.model_name, self.config, hist, self.tokenizer)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VisionJob:
+    """A Sec. 4.5 baseline on CLIP's image tower: ``kind`` "dino" (self-supervised) or "supervised"
+    (multi-label first-level labels: colours of the built-in scenes, COCO's supercategories)."""
+
+    kind: str
+    data: PairData
+    indices: np.ndarray
+    model_name: str = "clipmem-tiny"
+    config: VisionConfig = VisionConfig()
+    desc: str = ""
+
+    def __post_init__(self):
+        if self.kind not in ("dino", "supervised"):
+            raise ValueError(f"kind must be 'dino' or 'supervised', got {self.kind!r}")
+        object.__setattr__(self, "indices", np.asarray(self.indices, dtype=np.int64))
+
+    def key(self) -> dict:
+        key = dict(model_name=self.model_name, train=self.config, images=self.data.images.fingerprint(),
+                   indices=self.indices)
+        if self.kind == "supervised" and "first_level" in self.data.meta:  # COCO's labels; built-in follow the images
+            key["labels"] = config_key(list(self.data.meta["first_level"]))
+        return key
+
+    def train(self, out, scratch, ctx: Context) -> None:
+        tower = vision_tower(self.model_name, seed=self.config.seed)
+        kw = dict(device=ctx.device, checkpoint=scratch / "last.pt", progress=ctx.progress,
+                  num_workers=ctx.num_workers, desc=self.desc or self.kind)
+        if self.kind == "dino":
+            hist = train_dino(tower, self.data.images, self.indices, self.config, **kw)
+        else:
+            hist = train_supervised(tower, self.data.images, self.indices, first_level_targets(self.data)[0],
+                                    self.config, **kw)
+        _save(tower, hist, out)
+
+    def load(self, path) -> TrainedModel:
+        tower, hist = _load(vision_tower(self.model_name, seed=self.config.seed), path)
+        return TrainedModel(Encoder(tower).eval(), path.name, self.model_name, self.config, hist, None)
+
+
+Job = ClipJob | VisionJob
+
+
+def fit(job: Job, ctx: Context | None = None, *, force: bool = False) -> TrainedModel:
+    """Train ``job`` into the run store, or load it if it is already there (``force`` retrains)."""
+    ctx = ctx or Context()
+    return job.load(ctx.store.build(job.kind, job.key(), lambda out, scratch: job.train(out, scratch, ctx), force))
+
+
+def _fit_in_worker(threads: int, job: Job, ctx: Context, force: bool) -> None:
+    torch.set_num_threads(threads)
+    fit(job, ctx, force=force)
+
+
+def fit_many(jobs: Sequence[Job], ctx: Context | None = None, *, force: bool = False) -> list[TrainedModel]:
+    """Several trainings (the sweeps of Table 1, Fig. 5a, Table 3, Table 8 and Fig. 6; Sec. 4.5's models), in order.
+
+    Stored models are loaded; the others train in ``ctx.n_jobs`` worker processes with
+    ``cpu_count // n_jobs`` threads each (CUDA jobs and ``n_jobs=1`` train here, one after another).
+    Equal jobs train once.  A failing job raises; the finished ones stay in the store.  Thread count
+    changes float rounding, so a model trained in a worker matches a sequential one to rounding.
+    """
+    ctx = ctx or Context()
+    ident = lambda j: (j.kind, config_key(j.key()))  # noqa: E731
+    missing = list({ident(j): j for j in jobs if force or ctx.store.entry(j.kind, j.key()) is None}.values())
+    cuda = ctx.device is not None and str(ctx.device).startswith("cuda")
+    if len(missing) > 1 and ctx.n_jobs > 1 and not cuda:
+        threads = max(1, (os.cpu_count() or 1) // ctx.n_jobs)
+        quiet = ctx.replace(progress=False)
+        with concurrent.futures.ProcessPoolExecutor(min(ctx.n_jobs, len(missing)),
+                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_fit_in_worker, threads, j, quiet, force) for j in missing]
+            for fut in tqdm(concurrent.futures.as_completed(futures), total=len(futures), disable=not ctx.progress,
+                            desc=f"{len(missing)} trainings, {ctx.n_jobs} at a time"):
+                fut.result()  # a failed job raises here; the finished ones stay in the store
+        force = False  # all of them are stored now
+    done = {ident(j): fit(j, ctx, force=force) for j in missing}
+    return [done.get(ident(j)) or fit(j, ctx) for j in jobs]
+
+
+def fit_clip(data: PairData, indices: Sequence[int], model_name: str = "clipmem-tiny",
+             config: TrainConfig = TrainConfig(), *, init_seed: int | None = None,
+             tokenizer: CaptionTokenizer | None = None, desc: str = "train", force: bool = False,
+             ctx: Context | None = None) -> TrainedModel:
+    """One CLIP on ``data[indices]`` from scratch, cached (:class:`ClipJob`)."""
+    return fit(ClipJob(data, indices, model_name, config, init_seed, tokenizer, desc), ctx, force=force)
+
+
+def fit_vision(kind: str, data: PairData, indices: Sequence[int], model_name: str = "clipmem-tiny",
+               config: VisionConfig = VisionConfig(), *, desc: str = "", force: bool = False,
+               ctx: Context | None = None) -> TrainedModel:
+    """A Sec. 4.5 baseline (:class:`VisionJob`), cached; its ``model`` is an
+    :class:`~clipmem_lib.vision.Encoder`, usable wherever a CLIP image side is."""
+    return fit(VisionJob(kind, data, indices, model_name, config, desc), ctx, force=force)
+
+
+def fg_jobs(data: PairData, splits: Splits, model_name: str = "clipmem-tiny", config: TrainConfig = TrainConfig(),
+            *, coupled: bool = True) -> list[ClipJob]:
+    """The two jobs of Eq. 4: f on S_S ∪ S_C and g on S_S ∪ S_I (Sec. 4.1).
+
+    ``coupled=True`` makes them "otherwise identical": same initialisation, same batches, with S_C[i]
+    in f's run where S_I[i] is in g's.  ``coupled=False`` gives g the next seed instead.
+    """
+    tok = tokenizer_for(model_name, data)
+    gcfg = config if coupled else dataclasses.replace(config, seed=config.seed + 1)
+    return [ClipJob(data, splits.f_indices, model_name, config, tokenizer=tok, desc="f (S_S+S_C)"),
+            ClipJob(data, splits.g_indices, model_name, gcfg, tokenizer=tok, desc="g (S_S+S_I)")]
+
+
+def fit_f_and_g(data: PairData, splits: Splits, model_name: str = "clipmem-tiny", config: TrainConfig = TrainConfig(),
+                *, coupled: bool = True, force: bool = False,
+                ctx: Context | None = None) -> tuple[TrainedModel, TrainedModel]:
+    """f and g of Eq. 4 (:func:`fg_jobs`), cached."""
+    f, g = fit_many(fg_jobs(data, splits, model_name, config, coupled=coupled), ctx, force=force)
+    return f, g

@@ -1,0 +1,57 @@
+"""Where and how the library runs: the run store, the device, progress bars and parallelism.
+
+Notebooks get one :class:`Context` from :func:`clipmem_lib.chapter.setup` and pass it to every cached
+call (``ctx=S.ctx``) instead of repeating ``store``, ``device``, ``progress``, ``num_workers`` and
+``n_jobs`` at each call.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .store import RunStore, output_path
+
+__all__ = ["Context", "default_device", "resolve_device"]
+
+
+def default_device() -> torch.device:
+    """CUDA when a GPU is visible, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``device`` as a :class:`torch.device`; None means :func:`default_device`."""
+    return torch.device(device) if device is not None else default_device()
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What every cached fit or measurement needs besides its inputs (none of it changes a result's key).
+
+    store:       the run store (default: ``runs/`` of the project, see :func:`~clipmem_lib.store.output_path`);
+    device:      "cpu", "cuda" or "cuda:k" (None: CUDA if visible);
+    progress:    tqdm bars while training;
+    num_workers: DataLoader workers decoding image files while training;
+    n_jobs:      trainings of a sweep run side by side in worker processes (CPU only).
+    """
+
+    store: RunStore = dataclasses.field(default_factory=lambda: RunStore(output_path("runs")))
+    device: str | None = None
+    progress: bool = True
+    num_workers: int = 0
+    n_jobs: int = 1
+
+    def __post_init__(self):
+        d = self.device
+        if d is not None and d not in ("cpu", "cuda") and not str(d).startswith("cuda:"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {d!r}")
+        if d is not None and str(d).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={d!r} but no CUDA GPU is visible; use device 'cpu'")
+        for name in ("num_workers", "n_jobs"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < (0 if name == "num_workers" else 1):
+                raise ValueError(f"{name} must be an integer ≥ {0 if name == 'num_workers' else 1}, got {v!r}")
+
+    def replace(self, **changes) -> "Context":
+        return dataclasses.replace(self, **changes)

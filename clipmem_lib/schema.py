@@ -1,0 +1,96 @@
+"""The one schema of the book's parameters: every parameter of every chapter, declared once.
+
+Papermill needs a literal ``parameters`` cell in each notebook, so those cells are generated from this
+schema (``python -m clipmem_lib.book params``) and a test checks that they agree.  :func:`chapter.setup`
+reads the :data:`RUN` parameters, which every experiment chapter declares with the same defaults, so
+the models one chapter trains are the ones the next chapter loads from the run store.
+"""
+from __future__ import annotations
+
+from .params import Declared, parse_declarations
+
+__all__ = ["PARAMETERS", "RUN", "CHAPTERS", "chapter_parameters", "parameters_cell"]
+
+PARAMETERS: dict[str, Declared] = parse_declarations('''\
+data_source: str = "builtin"  # "builtin", "coco", "csv" or "webdataset"
+data_path: str = ""  # COCO root, CSV file or shard pattern (real data only)
+n_pairs: int = 2000  # size of the built-in dataset
+image_size: int = 32  # built-in image side in pixels
+n_variants: int = 1  # images per pair: the original and n_variants - 1 generated ones (Table 1)
+generated_path: str = ""  # COCO only: folder of generated images named <stem>_<k>.jpg, k 1 to 5
+n_candidates: int = 200  # size of S_C, and of S_I (paper: 5000)
+n_external: int = 200  # size of S_E (paper: 5000)
+n_shared: int = -1  # size of S_S, or -1 for all remaining pairs (paper: 65000)
+model: str = "clipmem-tiny"  # open_clip config: clipmem-tiny, clipmem-small, ViT-B-32, ViT-B-16, ViT-L-14
+epochs: int = 80  # training epochs (paper: 100)
+batch_size: int = 128  # training batch size (paper: 128)
+lr: float = 0.0012  # peak learning rate (paper: 1.2e-3)
+warmup: float = 0.05  # warm-up fraction of the steps (paper: 5 of 100 epochs)
+n_crops: int = 8  # crops averaged in Eq. 3's first term
+n_test: int = 127  # test pairs from S_E in Eq. 3 (paper: N-1, i.e. 127)
+seed: int = 0  # one seed for data, split, initialisation and batch order
+device: str = "cpu"  # "cpu" or "cuda"
+num_workers: int = 0  # DataLoader workers decoding image files while training (paper profile: 8)
+n_jobs: int = 1  # CPU trainings of a sweep run side by side in worker processes (GPU runs go one at a time)
+runs_dir: str = "runs"  # run store (relative to the project root)
+results_dir: str = "book/generated/results"  # where paper-vs-run tables are saved for the summary
+progress: bool = False  # show tqdm progress bars while training
+poison_fraction: float = 0.1  # fraction of S_C whose captions are shuffled (paper: 500 of 5000)
+gallery_k: int = 5  # pairs per row in the gallery (Fig. 1)
+ssl_crops: int = 5  # augmented views per image for image SSLMem (reference code: 5)
+ssl_crop_scale: list = [0.5, 1.0]  # area range of the SSLMem crops
+probe_seeds: int = 5  # fit/test splits of the linear probe, for its mean and std (the paper's ± columns)
+dino_local_crops: int = 2  # DINO local crops besides the 2 global ones (DINO: 8; 2 keeps the CPU cost down)
+unitmem_augs: int = 10  # training augmentations averaged per point in UnitMem (paper: 10)
+unitmem_reduce: str = "median"  # mu_-max over the other points: "median" (reference code) or "mean" (paper text)
+track_every: int = 10  # epochs between UnitMem snapshots during training (Fig. 11)
+unitmem_model: str = ""  # model for Fig. 4 and 11; "" means model, or clipmem-deep (4 blocks) when model is clipmem-tiny
+caption_counts: list = [1, 2, 3, 4, 5]  # captions per image for Fig. 5a (balanced sampling from 2 on)
+noise_stds: list = [0.0, 0.15, 0.5]  # text-noise std grid: none, the paper's sweet spot, its destructive end
+noise_at: str = "raw"  # where the noise goes: "raw" text features or the "normalized" embedding
+removal_fractions: list = [0.1, 0.2, 0.4]  # k as shares of S_C, doubling (paper profile: 100 to 3200 of 5000)
+removal_captions: str = "first"  # captions of f and its retrainings: "first" (Fig. 6) or "balanced" over 5 (Fig. 7)
+''')
+
+# What chapter.setup reads: data, splits, training recipe and where and how to run.
+RUN = ["data_source", "data_path", "n_pairs", "image_size", "n_variants", "generated_path", "n_candidates",
+       "n_external", "n_shared", "model", "epochs", "batch_size", "lr", "warmup", "n_crops", "n_test", "seed",
+       "device", "num_workers", "n_jobs", "runs_dir", "results_dir", "progress"]
+
+# Each chapter's own parameters after RUN, with any default of its own (None: the schema's).
+CHAPTERS: dict[str, dict[str, object] | None] = {
+    "01_metric": {},
+    "02_memorisation": {"poison_fraction": None, "gallery_k": None},
+    "03_modalities": {"ssl_crops": None, "ssl_crop_scale": None},
+    "04_modality": {"n_variants": 6, "n_jobs": 2, "probe_seeds": None},
+    "05_between": {"ssl_crops": None, "ssl_crop_scale": None, "dino_local_crops": None, "unitmem_augs": None,
+                   "unitmem_reduce": None, "track_every": None, "unitmem_model": None},
+    "06_mitigation": {"n_jobs": 2, "probe_seeds": None, "caption_counts": None, "noise_stds": None, "noise_at": None},
+    "07_removal": {"n_jobs": 2, "probe_seeds": None, "poison_fraction": None, "removal_fractions": None,
+                   "removal_captions": None},
+    "99_summary": None,  # reads only the chapters' tables
+}
+
+
+def chapter_parameters(stem: str) -> dict[str, Declared]:
+    """The parameters chapter ``stem`` declares, in cell order, with its own defaults."""
+    if stem not in CHAPTERS:
+        raise KeyError(f"no chapter {stem!r} in the schema; chapters: {', '.join(CHAPTERS)}")
+    own = CHAPTERS[stem]
+    if own is None:
+        return {"results_dir": PARAMETERS["results_dir"]}
+    out = {n: PARAMETERS[n] for n in RUN}
+    for name, default in own.items():
+        d = PARAMETERS[name]
+        out[name] = d if default is None else Declared(d.name, d.type, default, d.help)
+    return out
+
+
+def parameters_cell(stem: str) -> str:
+    """The literal ``parameters`` cell of chapter ``stem`` (what papermill overrides)."""
+    return "\n".join(f"{d.name}: {d.type} = {_literal(d.default)}  # {d.help}"
+                     for d in chapter_parameters(stem).values())
+
+
+def _literal(v) -> str:
+    return '"' + v.replace('"', '\\"') + '"' if isinstance(v, str) else repr(v)

@@ -1,0 +1,103 @@
+"""Sweeps over training settings: one f/g pair per setting (Tables 1, 3 and 8, Fig. 5a) and removal
+with retraining (Fig. 6 and 7).  Every training goes through :func:`~clipmem_lib.fitting.fit_many`, so a
+sweep point already in the run store is loaded, not retrained."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import pandas as pd
+
+from .clipmem import candidate_summary
+from .data import PairData
+from .fitting import ClipJob, TrainedModel, fg_jobs, fit_many
+from .measure import pair_similarity, score_clipmem, utility
+from .removal import STRATEGIES, doubling_grid, removal_order, without
+from .runtime import Context
+from .splits import Splits
+from .train import TrainConfig
+
+__all__ = ["table1_settings", "caption_settings", "sampling_settings", "noise_settings", "compare_settings",
+           "removal_curve"]
+
+TABLE1 = ("1 image, 1 caption", "1 generated image, 1 caption", "5 generated images, 1 caption", "1 image, 5 captions",
+          "5 generated images, 5 captions")
+
+
+def table1_settings(base: TrainConfig, n_variants: int) -> dict[str, TrainConfig]:
+    """Table 1's five cases: augmenting the image side (generated images), the text side (5 captions) or
+    both.  With fewer than 5 generated images per pair (COCO without ``generated_path``) only the
+    real-image cases are returned."""
+    gen = tuple(range(1, n_variants))[:5]  # variant 0 is the original
+    cases = dict(zip(TABLE1, [base, dataclasses.replace(base, image_variants=gen[:1]),
+                              dataclasses.replace(base, image_variants=gen, variant_mode="balanced"),
+                              dataclasses.replace(base, caption_mode="balanced"),
+                              dataclasses.replace(base, image_variants=gen, variant_mode="balanced",
+                                                  caption_mode="balanced")]))
+    return cases if len(gen) >= 5 else {k: v for k, v in cases.items() if "generated" not in k}
+
+
+def caption_settings(base: TrainConfig, counts: Sequence[int], available: int) -> dict[str, TrainConfig]:
+    """Fig. 5a: training with the first n captions of each image, balanced (one caption: the baseline)."""
+    if not counts or min(counts) < 1 or max(counts) > available:
+        raise ValueError(f"caption_counts={list(counts)}: the data has 1 to {available} captions per image")
+    return {f"{n} captions": base if n == 1 else dataclasses.replace(base, caption_mode="balanced", n_captions=n)
+            for n in counts}
+
+
+def sampling_settings(base: TrainConfig) -> dict[str, TrainConfig]:
+    """Table 3: the first caption only, a random one of 5 per step, or all 5 equally often (balanced)."""
+    return {"first caption only (baseline)": base, "random caption of 5": dataclasses.replace(base, caption_mode="random"),
+            "balanced over 5": dataclasses.replace(base, caption_mode="balanced")}
+
+
+def noise_settings(base: TrainConfig, stds: Sequence[float], at: str = "raw") -> dict[str, TrainConfig]:
+    """Fig. 5b / Table 8: Gaussian noise of each std on the text embeddings during training (0: baseline)."""
+    if 0 not in stds:
+        raise ValueError(f"noise_stds={list(stds)} must include 0 (the no-noise baseline)")
+    return {f"std {s:g}": dataclasses.replace(base, text_noise_std=float(s), text_noise_at=at) if s else base
+            for s in stds}
+
+
+def compare_settings(data: PairData, splits: Splits, configs: dict[str, TrainConfig], probe: PairData, *,
+                     model_name: str = "clipmem-tiny", n_crops: int = 8, n_test: int | None = 127,
+                     probe_seeds=(0, 1, 2), seed: int = 0, ctx: Context | None = None) -> pd.DataFrame:
+    """One row per training setting (Table 1, Fig. 5a, Table 3, Table 8): an f/g pair trained with it,
+    its memorisation of S_C (:func:`~clipmem_lib.clipmem.candidate_summary`), f's utility (linear probe
+    on ``probe``, R@1 on S_E) and, with text noise, f's final noise-to-signal ratio."""
+    jobs = [j for cfg in configs.values() for j in fg_jobs(data, splits, model_name, cfg)]
+    models = fit_many(jobs, ctx)
+    rows = []
+    for label, f, g in zip(configs, models[::2], models[1::2]):
+        scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, ctx=ctx)
+        use = utility(f, probe, data, splits.external, seeds=probe_seeds, ctx=ctx)
+        rows.append(dict(setting=label, **candidate_summary(scores), **use,
+                         noise_to_signal=f.history[-1].get("noise_to_signal", 0.0), f=f.key, g=g.key))
+    return pd.DataFrame(rows)
+
+
+def removal_curve(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, probe: PairData,
+                  fractions=(0.05, 0.1, 0.2, 0.4), *, strategies=STRATEGIES, n_crops: int = 8,
+                  n_test: int | None = 127, probe_seeds=(0, 1, 2), seed: int = 0,
+                  ctx: Context | None = None) -> pd.DataFrame:
+    """Fig. 6 / 7: remove the first k pairs of S_C by each strategy (highest CLIPMem, random, lowest
+    f-similarity) from f's training set, retrain f with its own architecture and config, and measure utility.
+
+    k runs over ``fractions`` of |S_C|; k = 0 is f itself.  Returns one row per (strategy, k) with
+    ``lp_acc``, ``lp_std``, ``r_at_1`` and ``planted_removed`` (pairs with ``is_miscaptioned``).
+    """
+    scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, ctx=ctx)
+    pool = scores[scores.subset == "S_C"].reset_index(drop=True)
+    pool["sim_f"] = pair_similarity(f, data, pool["index"], ctx=ctx)
+    ks = doubling_grid(len(pool), fractions)
+    orders = {s: removal_order(pool, s, seed) for s in strategies}
+    plan = [(s, k, orders[s][:k]) for s in strategies for k in ks]
+    jobs = [ClipJob(data, without(splits.f_indices, gone), f.model_name, f.config, tokenizer=f.tokenizer,
+                    desc=f"f without {k} ({s})") for s, k, gone in plan]
+    retrained = fit_many(jobs, ctx)
+    planted = data.meta["is_miscaptioned"].to_numpy()
+    rows = [dict(strategy=s, k=0, planted_removed=0, model=f.key) for s in strategies]
+    rows += [dict(strategy=s, k=k, planted_removed=int(planted[gone].sum()), model=m.key)
+             for (s, k, gone), m in zip(plan, retrained)]
+    use = {m.key: utility(m, probe, data, splits.external, seeds=probe_seeds, ctx=ctx) for m in [f, *retrained]}
+    return pd.DataFrame([{**r, **use[r["model"]]} for r in rows])
