@@ -4,7 +4,6 @@ one-thread worker processes).  Prints the wall time of each and the speed-up.
 Usage: python benchmarks/parallel_sweep.py [--models 4 --pairs 1000 --epochs 10]
 """
 import argparse
-import dataclasses
 import tempfile
 import time
 

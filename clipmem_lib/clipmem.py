@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-__all__ = ["SUBSET_ORDER", "planar_example", "alignment_table", "score_range", "alignment_terms", "alignment_scores", "clipmem", "range_normalise", "clipmem_frame",
+__all__ = ["SUBSET_ORDER", "planar_example", "alignment_table", "score_range", "positions_in_test_set", "alignment_terms", "alignment_scores", "clipmem", "range_normalise", "clipmem_frame",
            "subset_means", "sample_test_pairs", "separation_auc", "candidate_summary", "metric_summary",
            "clean_vs_miscaptioned", "top_count", "top_enrichment", "setting_effects"]
 
@@ -21,7 +21,7 @@ SUBSET_ORDER = ["S_S", "S_C", "S_I", "S_E"]  # shared, candidates (f only), inde
 
 
 def alignment_terms(img_views: torch.Tensor, txt: torch.Tensor, test_img: torch.Tensor,
-                    test_txt: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    test_txt: torch.Tensor, in_test=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three expectations of Eq. 3 for P pairs under one model: (pair term, test-caption term,
     test-image term); A_align is the first minus the other two.
 
@@ -29,21 +29,39 @@ def alignment_terms(img_views: torch.Tensor, txt: torch.Tensor, test_img: torch.
                (K = 0 uses the un-augmented image in the first term);
     txt:       (P, C, d) unit embeddings of the pair's C training captions (the text "augmentations");
     test_img:  (M, d) un-augmented images of the M = N−1 test pairs (from S_E);
-    test_txt:  (M, C', d) their captions.
+    test_txt:  (M, C', d) their captions;
+    in_test:   optional (P,) position of each scored pair in the test set, −1 if it is not there: a pair
+               is never its own test pair, so its test terms average over the other M − 1.
     """
     plain = img_views[:, 0]
     aug = img_views[:, 1:].mean(1) if img_views.shape[1] > 1 else plain
     cap = txt.mean(1)
+    m = len(test_img)
+    mean_txt = test_txt.mean(1).mean(0).expand_as(plain).clone()
+    mean_img = test_img.mean(0).expand_as(cap).clone()
+    if in_test is not None:
+        pos = torch.as_tensor(np.asarray(in_test), dtype=torch.long)
+        own = pos >= 0
+        if own.any() and m < 2:
+            raise ValueError("a scored pair is the only test pair; Eq. 3 needs at least one other")
+        mean_txt[own] = (m * mean_txt[own] - test_txt.mean(1)[pos[own]]) / (m - 1)
+        mean_img[own] = (m * mean_img[own] - test_img[pos[own]]) / (m - 1)
     first = (aug * cap).sum(-1)
-    second = plain @ test_txt.mean(1).mean(0)
-    third = cap @ test_img.mean(0)
+    second = (plain * mean_txt).sum(-1)
+    third = (cap * mean_img).sum(-1)
     return tuple(t.double().numpy() for t in (first, second, third))
 
 
-def alignment_scores(img_views, txt, test_img, test_txt) -> np.ndarray:
+def alignment_scores(img_views, txt, test_img, test_txt, in_test=None) -> np.ndarray:
     """A_align (Eq. 3) for P pairs under one model; arguments as in :func:`alignment_terms`."""
-    first, second, third = alignment_terms(img_views, txt, test_img, test_txt)
+    first, second, third = alignment_terms(img_views, txt, test_img, test_txt, in_test)
     return first - second - third
+
+
+def positions_in_test_set(indices, test) -> np.ndarray:
+    """Position of each of ``indices`` in the test set ``test`` (−1 where absent), for Eq. 3's ``in_test``."""
+    where = {int(t): k for k, t in enumerate(np.asarray(test))}
+    return np.array([where.get(int(i), -1) for i in np.asarray(indices)])
 
 
 def clipmem(align_f: np.ndarray, align_g: np.ndarray) -> np.ndarray:
@@ -52,7 +70,9 @@ def clipmem(align_f: np.ndarray, align_g: np.ndarray) -> np.ndarray:
 
 
 def range_normalise(scores: np.ndarray) -> np.ndarray:
-    """Divide by the range max − min over the evaluated points, no shift (Appendix A.2): values in [−1, 1]."""
+    """Divide by the range max − min over the evaluated points, no shift (Appendix A.2).  The result
+    spans exactly 1; it lies in [−1, 1] only when min ≤ 0 ≤ max (true for CLIPMem over all four
+    subsets, where S_I is negative and S_C positive), otherwise it is shifted to one side of 0."""
     scores = np.asarray(scores, dtype=float)
     rng = scores.max() - scores.min()
     return scores / rng if rng > 0 else np.zeros_like(scores)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .clipmem import alignment_scores, clipmem_frame, sample_test_pairs
+from .clipmem import alignment_scores, clipmem_frame, sample_test_pairs, positions_in_test_set
 from .data import PairData
 from .embed import embed_images, embed_texts
 from .fitting import ClipJob, TrainedModel
@@ -21,7 +21,7 @@ from .train import TrainConfig, train_clip
 from .unitmem import layer_unitmem, text_layer_unitmem, top_unit_layers
 
 __all__ = ["model_embeddings", "score_clipmem", "pair_similarity", "score_sslmem", "utility", "unitmem_layers",
-           "unitmem_during_training", "training_losses", "encoder_diagnostics"]
+           "unitmem_during_training", "unitmem_of_models", "training_losses", "encoder_diagnostics"]
 
 
 def model_embeddings(trained: TrainedModel, data: PairData, indices: Sequence[int], *, n_crops: int = 8,
@@ -61,7 +61,8 @@ def score_clipmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
     """CLIPMem (Eq. 3–4) of every pair in S_S, S_C, S_I and S_E, range-normalised over all of them (A.2).
 
     The first term of Eq. 3 averages ``n_crops`` crops × the captions f was trained on; the test
-    terms use the same ``n_test`` random S_E pairs (the paper's N−1 = 127) for f and g.
+    terms use the same ``n_test`` random S_E pairs (the paper's N−1 = 127) for f and g, leaving a
+    scored S_E pair out of its own test set.
     """
     if f.config.caption_ids() != g.config.caption_ids() or f.config.image_variants != g.config.image_variants:
         raise ValueError("f and g were trained on different caption or image-variant sets; CLIPMem compares like "
@@ -79,7 +80,7 @@ def score_clipmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
         for m in (f, g):
             img, txt = model_embeddings(m, data, idx, n_crops=n_crops, **emb)
             timg, ttxt = model_embeddings(m, data, tst, n_crops=0, **emb)
-            align.append(alignment_scores(img, txt, timg[:, 0], ttxt))
+            align.append(alignment_scores(img, txt, timg[:, 0], ttxt, positions_in_test_set(idx, tst)))
         return clipmem_frame(idx, names, align[0], align[1], data.meta)
 
     cfg = dict(f=f.key, g=g.key, indices=idx, test=tst, captions=data.caption_digest(idx), n_crops=n_crops, seed=seed,
@@ -152,6 +153,16 @@ def unitmem_layers(trained: TrainedModel, data: PairData, indices: Sequence[int]
         raise ValueError(f"tower must be 'image' or, for CLIP, 'text'; got {tower!r}")
 
     return ctx.store.frame("unitmem", cfg, compute)
+
+
+def unitmem_of_models(towers: dict[str, tuple[TrainedModel, str]], data: PairData, indices: Sequence[int], *,
+                      n_aug: int = 10, crop_scale=(0.9, 1.0), reduce: str = "median", seed: int = 0,
+                      ctx: Context | None = None) -> pd.DataFrame:
+    """Fig. 4's input: :func:`unitmem_layers` of several towers (name -> (model, "image" or "text")) in
+    one table with a ``model`` column."""
+    return pd.concat([unitmem_layers(m, data, indices, tower=tower, n_aug=n_aug, crop_scale=crop_scale, reduce=reduce,
+                                     seed=seed, ctx=ctx).assign(model=name) for name, (m, tower) in towers.items()],
+                     ignore_index=True)
 
 
 def unitmem_during_training(data: PairData, indices: Sequence[int], model_name: str = "clipmem-tiny",

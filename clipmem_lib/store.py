@@ -18,6 +18,7 @@ import json
 import os
 import pathlib
 import shutil
+import tempfile
 import uuid
 from typing import Callable
 
@@ -33,9 +34,9 @@ VERSIONS = {
     "dino": 2,              # 2: one epoch engine (no weight decay on biases and norms, checkpoints)
     "supervised": 2,        # 2: as dino
     "embeddings": 1,        # embed.embed_images / embed_texts (Eq. 3's crops)
-    "clipmem": 2,           # 2: typed parquet table
-    "unitmem": 2,           # 2: typed parquet table
-    "unitmem_tracking": 2,  # 2: typed parquet table
+    "clipmem": 3,           # 2: typed parquet table; 3: an S_E pair is not its own test pair
+    "unitmem": 3,           # 2: typed parquet table; 3: numpy's median for mu_-max (mean of the middle two)
+    "unitmem_tracking": 3,  # as unitmem
 }
 OUTPUT_ENV = "CLIPMEM_OUTPUT_DIR"  # tests set it, so relative run and result folders go to a temporary place
 
@@ -105,7 +106,7 @@ class RunStore:
     def build(self, kind: str, config, builder: Callable[[pathlib.Path, pathlib.Path], None],
               force: bool = False) -> pathlib.Path:
         """Return the entry for ``config``, calling ``builder(out_dir, scratch_dir)`` if it is missing."""
-        root = self.root if self.root is not None else pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "clipmem-nostore"
+        root = self.root if self.root is not None else pathlib.Path(tempfile.mkdtemp(prefix="clipmem-nostore-"))
         key = self.key_of(kind, config)
         final, scratch = root / kind / key, root / ".scratch" / f"{kind}-{key}"
         if not force and (final / "config.json").exists():

@@ -81,13 +81,14 @@ def removal_curve(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
                   n_test: int | None = 127, probe_seeds=(0, 1, 2), seed: int = 0,
                   ctx: Context | None = None) -> pd.DataFrame:
     """Fig. 6 / 7: remove the first k pairs of S_C by each strategy (highest CLIPMem, random, lowest
-    f-similarity) from f's training set, retrain f with its own architecture and config, and measure utility.
+    image–caption similarity under g; see :func:`~clipmem_lib.removal.removal_order`) from f's training set, retrain f with its own architecture and config, and measure utility.
 
     k runs over ``fractions`` of |S_C|; k = 0 is f itself.  Returns one row per (strategy, k) with
     ``lp_acc``, ``lp_std``, ``r_at_1`` and ``planted_removed`` (pairs with ``is_miscaptioned``).
     """
     scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, ctx=ctx)
     pool = scores[scores.subset == "S_C"].reset_index(drop=True)
+    pool["sim_g"] = pair_similarity(g, data, pool["index"], ctx=ctx)  # g never saw S_C (the baseline)
     pool["sim_f"] = pair_similarity(f, data, pool["index"], ctx=ctx)
     ks = doubling_grid(len(pool), fractions)
     orders = {s: removal_order(pool, s, seed) for s in strategies}

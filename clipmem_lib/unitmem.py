@@ -39,7 +39,7 @@ def unitmem(mu: torch.Tensor | np.ndarray, reduce: str = "median") -> np.ndarray
     others = mu.clone()
     others[arg, torch.arange(mu.shape[1])] = float("nan")  # drop the arg-max point of each unit
     if reduce == "median":
-        rest = others.nanmedian(0).values
+        rest = others.nanquantile(0.5, dim=0)  # numpy's median: the mean of the two middle values for even counts
     elif reduce == "mean":
         rest = others.nanmean(0)
     else:

@@ -39,16 +39,11 @@ def _scenes(n: int, seed: int = 0, n_variants: int = 1, **kw):
 
 
 @pytest.fixture(scope="session")
-def scenes():
-    """``scenes(n, seed=0, n_variants=1, **SceneConfig fields)``: a built-in dataset, built once per session."""
+def scenes_of():
+    """``scenes_of(n, seed=0, n_variants=1, **SceneConfig fields)``: a built-in dataset, built once per session."""
     return _scenes
 
 
 @pytest.fixture(scope="session")
-def scenes_140(scenes):
-    return scenes(140, seed=2)
-
-
-@pytest.fixture(scope="session")
-def scenes_320_v3(scenes):
-    return scenes(320, seed=1, n_variants=3)
+def scenes_140(scenes_of):
+    return scenes_of(140, seed=2)

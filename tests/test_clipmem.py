@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipmem_lib.clipmem import alignment_scores, clipmem, range_normalise, sample_test_pairs
+from clipmem_lib.clipmem import alignment_scores, clipmem, range_normalise, sample_test_pairs, positions_in_test_set
 from clipmem_lib.sslmem import image_alignment_loss, sslmem, text_alignment_loss
 
 
@@ -77,3 +77,47 @@ def test_sslmem_losses_against_loops():
     assert sslmem(np.array([0.1, 0.5]), np.array([0.4, 0.5]), normalise=False).tolist() == pytest.approx([0.3, 0.0])
     with pytest.raises(ValueError, match="two captions"):
         text_alignment_loss(caps[:, :1])
+
+
+def test_a_scored_test_pair_is_left_out_of_its_own_test_terms():
+    """Eq. 3 for an S_E pair that is also a test pair: its test terms average over the other M − 1."""
+    views, caps = unit(4, 3, 16, seed=11), unit(4, 2, 16, seed=12)
+    timg, tcap = unit(5, 16, seed=13), unit(5, 2, 16, seed=14)
+    timg[2], tcap[2] = views[1, 0], caps[1]  # scored pair 1 is test pair 2
+    pos = positions_in_test_set([10, 11, 12, 13], [20, 21, 11, 22, 23])
+    assert pos.tolist() == [-1, 2, -1, -1]
+    keep = [0, 1, 3, 4]
+    want = brute_align(views, caps, timg, tcap)
+    want[1] = brute_align(views[1:2], caps[1:2], timg[keep], tcap[keep])[0]
+    np.testing.assert_allclose(alignment_scores(views, caps, timg, tcap, pos), want, atol=1e-5)
+
+
+def test_score_clipmem_draws_its_test_pairs_from_s_e_only(monkeypatch):
+    """Without training: the test pairs score_clipmem embeds for Eq. 3 are all in S_E."""
+    import pandas as pd
+
+    from clipmem_lib import measure
+    from clipmem_lib.fitting import TrainedModel
+    from clipmem_lib.splits import make_splits
+    from clipmem_lib.store import RunStore
+    from clipmem_lib.runtime import Context
+    from clipmem_lib.train import TrainConfig
+
+    splits, calls = make_splits(400, 40, 60, seed=2), []
+
+    def fake_embeddings(m, data, indices, n_crops=8, **kw):
+        calls.append((n_crops, np.asarray(indices)))
+        return unit(len(indices), 1 + n_crops, 8, seed=len(calls)), unit(len(indices), 1, 8, seed=99)
+
+    class Data:
+        meta = pd.DataFrame(index=range(400))
+        def caption_digest(self, idx):
+            return "d"
+
+    monkeypatch.setattr(measure, "model_embeddings", fake_embeddings)
+    f = TrainedModel(None, "f", "clipmem-tiny", TrainConfig(), [], None)
+    g = TrainedModel(None, "g", "clipmem-tiny", TrainConfig(), [], None)
+    scores = measure.score_clipmem(f, g, Data(), splits, n_crops=2, n_test=30, ctx=Context(RunStore(None)))
+    tests = [idx for n, idx in calls if n == 0]
+    assert len(tests) == 2 and all(set(t) <= set(splits.external) and len(t) == 30 for t in tests)
+    assert len(scores) == 400 - 400 + len(np.concatenate(list(splits.subsets().values())))

@@ -9,8 +9,8 @@ from clipmem_lib.splits import make_splits, plant_miscaptions
 
 
 @pytest.fixture(scope="module")
-def scenes():
-    return make_scenes(SceneConfig(n=300, seed=3, n_variants=3))
+def scenes(scenes_of):
+    return scenes_of(300, seed=3, n_variants=3)
 
 
 def test_scenes_are_deterministic_and_seed_dependent(scenes):

@@ -28,6 +28,7 @@ def _worker(rank, world, port, queue):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_two_process_training_keeps_replicas_in_sync():
     with socket.socket() as s:

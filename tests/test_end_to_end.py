@@ -15,6 +15,7 @@ from clipmem_lib.train import TrainConfig
 
 
 DEVICE = os.environ.get("CLIPMEM_TEST_DEVICE", "cpu")
+pytestmark = pytest.mark.slow  # trains f and g for 80 epochs
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from clipmem_lib import experiment as ex
 from clipmem_lib.clipmem import alignment_scores, candidate_summary
-from clipmem_lib.removal import doubling_grid, peak_and_cutoff, removal_order, without
+from clipmem_lib.removal import detection_counts, doubling_grid, peak_and_cutoff, removal_order, without
 from clipmem_lib.scenes import SceneConfig, make_scenes
 from clipmem_lib.splits import make_splits, plant_miscaptions
 from clipmem_lib.store import RunStore
@@ -19,19 +19,33 @@ from clipmem_lib.train import TrainConfig
 
 # ------------------------------------------------------------------------------------------ removal
 
-def pool_frame(clipmem, sim):
-    return pd.DataFrame(dict(index=np.arange(100, 100 + len(clipmem)), clipmem=clipmem, sim_f=sim))
+def pool_frame(clipmem, sim, sim_f=None, planted=None):
+    n = len(clipmem)
+    return pd.DataFrame(dict(index=np.arange(100, 100 + n), clipmem=clipmem, sim_g=sim,
+                             sim_f=sim if sim_f is None else sim_f,
+                             is_miscaptioned=np.zeros(n, bool) if planted is None else planted))
 
 
 def test_removal_orders():
-    pool = pool_frame([0.1, 0.9, -0.2, 0.5], [0.3, 0.8, 0.1, 0.2])
+    pool = pool_frame([0.1, 0.9, -0.2, 0.5], [0.3, 0.8, 0.1, 0.2], sim_f=[0.9, 0.1, 0.5, 0.7],
+                      planted=np.array([False, False, True, True]))
     assert removal_order(pool, "clipmem").tolist() == [101, 103, 100, 102]
-    assert removal_order(pool, "similarity").tolist() == [102, 103, 100, 101]
+    assert removal_order(pool, "similarity").tolist() == [102, 103, 100, 101]  # under g, which never saw S_C
+    assert removal_order(pool, "similarity_f").tolist() == [101, 102, 103, 100]
+    assert sorted(removal_order(pool, "oracle", seed=1)[:2].tolist()) == [102, 103]
     rnd = removal_order(pool, "random", seed=3)
     assert sorted(rnd.tolist()) == [100, 101, 102, 103] and rnd.tolist() == removal_order(pool, "random", 3).tolist()
     assert rnd.tolist() != removal_order(pool, "random", 4).tolist() or rnd.tolist() != removal_order(pool, "random", 5).tolist()
     with pytest.raises(ValueError, match="unknown removal strategy 'loss'"):
         removal_order(pool, "loss")
+
+
+def test_detection_counts_without_retraining():
+    planted = np.array([True, False, True, False, False, False])
+    pool = pool_frame([0.9, 0.1, 0.8, 0.2, 0.3, 0.0], [0.1, 0.5, 0.6, 0.2, 0.9, 0.8], planted=planted)
+    counts = detection_counts(pool, [1, 2, 4], ["clipmem", "similarity", "oracle"])
+    assert counts["clipmem"].tolist() == [1, 2, 2] and counts["oracle"].tolist() == [1, 2, 2]
+    assert counts["similarity"].tolist() == [1, 1, 2]  # g-similarity order: 100, 103, 101, 102
 
 
 def test_clipmem_removal_takes_planted_miscaptions_first():
@@ -112,11 +126,12 @@ def test_scene_variants_keep_the_original_and_the_cache_key():
 # -------------------------------------------------------------------------------- sweeps (training)
 
 @pytest.fixture(scope="module")
-def small():
-    data = make_scenes(SceneConfig(n=320, n_variants=3, seed=1))
+def small(scenes_of):
+    data = scenes_of(320, seed=1, n_variants=3)
     return data, make_splits(len(data), 32, 32, seed=1)
 
 
+@pytest.mark.slow
 def test_fit_many_in_parallel_trains_each_missing_model_once(small, tmp_path):
     data, splits = small
     ctx = ex.Context(RunStore(tmp_path), device="cpu", progress=False, n_jobs=2)
@@ -131,6 +146,7 @@ def test_fit_many_in_parallel_trains_each_missing_model_once(small, tmp_path):
         ex.fit_many(ex.fg_jobs(data, splits, "clipmem-tiny", bad), ctx)
 
 
+@pytest.mark.slow
 def test_compare_settings_and_removal_curve_end_to_end(small, tmp_path):
     """Two settings and a removal curve on a tiny run: rows, keys and planted counts must be consistent."""
     data, splits = small
@@ -150,3 +166,24 @@ def test_compare_settings_and_removal_curve_end_to_end(small, tmp_path):
     cand = scores[scores.subset == "S_C"].sort_values("clipmem", ascending=False, kind="stable")
     top = curve[(curve.strategy == "clipmem") & (curve.k == 8)].planted_removed.item()
     assert top == int(cand.head(8).is_miscaptioned.sum())
+
+
+def test_removal_retrains_with_f_s_own_architecture(monkeypatch):
+    """removal_curve retrains f with the architecture f was trained with (recorded in TrainedModel), not a
+    default model name; checked without training by capturing the jobs it sends to fit_many."""
+    from clipmem_lib import sweeps
+    from clipmem_lib.fitting import TrainedModel
+
+    data = make_scenes(SceneConfig(n=60, seed=7))
+    splits = make_splits(len(data), 10, 10, seed=7)
+    f = TrainedModel(None, "f", "clipmem-small", TrainConfig(epochs=1), [], None)
+    g = TrainedModel(None, "g", "clipmem-small", TrainConfig(epochs=1), [], None)
+    sent = []
+    monkeypatch.setattr(sweeps, "score_clipmem", lambda *a, **k: pd.DataFrame(
+        dict(index=splits.candidates, subset="S_C", clipmem=np.linspace(1, 0, 10))))
+    monkeypatch.setattr(sweeps, "pair_similarity", lambda m, d, idx, **k: np.zeros(len(idx)))
+    monkeypatch.setattr(sweeps, "fit_many", lambda jobs, ctx=None: sent.extend(jobs) or
+                        [TrainedModel(None, f"m{i}", j.model_name, j.config, [], None) for i, j in enumerate(jobs)])
+    monkeypatch.setattr(sweeps, "utility", lambda m, *a, **k: dict(lp_acc=0.5, lp_std=0.0, r_at_1=0.1))
+    curve = sweeps.removal_curve(f, g, data, splits, data, [0.2])
+    assert sent and {j.model_name for j in sent} == {"clipmem-small"} and len(curve) == 6

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import nbformat
+import pytest
 import pandas as pd
 
 from clipmem_lib import book
@@ -14,6 +15,7 @@ from clipmem_lib import book
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_all_notebooks_run_at_the_smoke_profile_and_the_book_builds_strictly(tmp_path):
     out = tmp_path / "book" / "generated"
     rc = book.main(["run", "--profile", "smoke", "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-progress"])

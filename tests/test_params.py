@@ -99,6 +99,7 @@ def test_runner_rejects_bad_overrides_before_running(capsys):
     assert "valid parameters" in err and not pathlib.Path("/nonexistent").exists()
 
 
+@pytest.mark.slow
 def test_bad_papermill_parameter_fails_inside_the_kernel_with_the_message(tmp_path):
     """Plain `papermill -p` bypasses the runner: the notebook's guard must stop it."""
     with pytest.raises(pm.PapermillExecutionError) as e:
@@ -110,6 +111,7 @@ def test_bad_papermill_parameter_fails_inside_the_kernel_with_the_message(tmp_pa
     assert "'epochs'" not in e.value.evalue  # another chapter's parameter (a profile carries it): ignored here
 
 
+@pytest.mark.slow
 def test_runner_collects_failures_and_keeps_going(tmp_path):
     """A failing notebook is kept under failed/, its stale copy removed, and the others still run."""
     src = tmp_path / "src"

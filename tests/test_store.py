@@ -83,6 +83,13 @@ def test_frames_come_back_typed(tmp_path, monkeypatch):
     assert out.name.tolist() == ["", "a"] and out.x.isna().tolist() == [False, True]
 
 
+def test_a_store_without_root_keeps_nothing(kind_k):
+    calls = []
+    for _ in range(2):
+        RunStore(None).build("k", dict(a=1), lambda out, _: calls.append(1))
+    assert len(calls) == 2 and RunStore(None).entry("k", dict(a=1)) is None
+
+
 def test_output_path_follows_the_env(tmp_path, monkeypatch):
     monkeypatch.setenv(store_mod.OUTPUT_ENV, str(tmp_path))
     assert output_path("runs") == tmp_path / "runs"

@@ -4,15 +4,15 @@ import pytest
 import torch
 
 from clipmem_lib.models import create_model, tokenizer_for
-from clipmem_lib.scenes import SceneConfig, make_scenes
+
 from clipmem_lib.engine import lr_at
 from clipmem_lib.train import TrainConfig, choose_views, noisy_text_features, train_clip
 from clipmem_lib.embed import embed_texts
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    data = make_scenes(SceneConfig(n=160, seed=1, n_variants=2))
+def tiny(scenes_of):
+    data = scenes_of(160, seed=1, n_variants=2)
     tok = tokenizer_for("clipmem-tiny", data)
     return data, tok, tok.tokenize_pairs(data)
 
@@ -49,6 +49,7 @@ def test_schedule_warmup_then_cosine():
     assert all(a >= b for a, b in zip(lrs[4:], lrs[5:])) and lrs[-1] < 0.01
 
 
+@pytest.mark.slow
 def test_noise_in_training_not_in_evaluation(tiny):
     data, tok, tokens = tiny
     runs = {}
@@ -67,6 +68,7 @@ def test_noise_in_training_not_in_evaluation(tiny):
     assert torch.allclose(e1[:, 0], ref, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_same_seed_repeats_exactly_and_resume_equals_uninterrupted(tiny, tmp_path):
     data, tok, tokens = tiny
     cfg = TrainConfig(epochs=3, batch_size=32, caption_mode="random", image_variants=(0, 1))
@@ -97,6 +99,7 @@ def test_same_seed_repeats_exactly_and_resume_equals_uninterrupted(tiny, tmp_pat
         assert torch.allclose(x, y, atol=1e-6), k
 
 
+@pytest.mark.slow
 def test_training_lowers_loss_below_chance(tiny):
     data, tok, tokens = tiny
     m = create_model("clipmem-tiny", tok.vocab_size, seed=0)
@@ -123,6 +126,7 @@ def test_train_input_errors(tiny):
         create_model("ViT-Q")
 
 
+@pytest.mark.slow
 def test_single_caption_data_trains_first_mode_and_rejects_multi_caption_modes(tiny):
     """CSV / webdataset pairs often have one caption: "first" needs one, "random" over 5 needs five."""
     data, tok, tokens = tiny

@@ -93,15 +93,16 @@ def test_layer_unitmem_matches_per_augmentation_brute_force():
     assert len(got) == len(mods) * 4 * 64 and not any(m._forward_hooks for m in mods)  # hooks removed
 
 
-def test_tracking_during_training_ends_where_the_trained_model_is(tmp_path):
+@pytest.mark.slow
+def test_tracking_during_training_ends_where_the_trained_model_is(tmp_path, scenes_140):
     """Fig. 11's last record is the top-unit layout of the very model fit_clip trains (same seeds)."""
     import clipmem_lib.experiment as ex
-    from clipmem_lib.scenes import SceneConfig, make_scenes
+
     from clipmem_lib.store import RunStore
     from clipmem_lib.train import TrainConfig
     from clipmem_lib.unitmem import top_unit_layers
 
-    data, ctx = make_scenes(SceneConfig(n=140, seed=4)), ex.Context(RunStore(tmp_path), device="cpu", progress=False)
+    data, ctx = scenes_140, ex.Context(RunStore(tmp_path), device="cpu", progress=False)
     cfg = TrainConfig(epochs=3, batch_size=64)
     track = ex.unitmem_during_training(data, range(128), config=cfg, every=2, n_aug=2, ctx=ctx)
     assert sorted(track.epoch.unique()) == [2, 3]
@@ -130,3 +131,12 @@ def test_top_unit_layers_shares_ties_and_counts_exactly():
     shuffled = table.sample(frac=1, random_state=0)
     assert top_unit_layers(shuffled, (1, 3)).share.tolist() == pytest.approx(
         top_unit_layers(table, (1, 3)).share.tolist())
+
+
+def test_median_of_the_other_points_is_numpys_median():
+    """mu_-max with the median is numpy's median of the other points (the mean of the two middle values
+    for an even count), checked with N = 7 points against the reference formula."""
+    mu = np.random.default_rng(3).random((7, 40))
+    med = np.median(np.sort(mu, 0)[:-1], 0)  # the other six points of each unit
+    ref = (mu.max(0) - med) / (mu.max(0) + med)
+    np.testing.assert_allclose(unitmem(mu, "median"), ref, atol=1e-12)

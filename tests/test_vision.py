@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from clipmem_lib.scenes import SceneConfig, make_scenes
+
 from clipmem_lib.vision import (Encoder, VisionConfig, first_level_targets, teacher_momentum, train_dino,
                                 train_supervised, vision_tower)
 
 
 @pytest.fixture(scope="module")
-def scenes():
-    return make_scenes(SceneConfig(n=300, seed=5))
+def scenes(scenes_of):
+    return scenes_of(300, seed=3, n_variants=3)  # shared with test_data
 
 
 def test_first_level_targets_are_the_colours_present(scenes):
@@ -36,6 +36,7 @@ def test_encoder_is_clip_shaped(scenes):
     assert z.shape == (3, 64) and torch.allclose(z.norm(dim=-1), torch.ones(3), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_dino_trains_deterministically_and_changes_the_tower(scenes):
     cfg = VisionConfig(epochs=2, batch_size=64, n_local=2, out_dim=128)
     towers = [vision_tower("clipmem-tiny") for _ in range(2)]
@@ -49,6 +50,7 @@ def test_dino_trains_deterministically_and_changes_the_tower(scenes):
     assert all(torch.equal(a, b) for a, b in zip(towers[0].parameters(), towers[1].parameters()))
 
 
+@pytest.mark.slow
 def test_supervised_model_learns_its_multilabel_targets(scenes):
     y, _ = first_level_targets(scenes)
     tower = vision_tower("clipmem-tiny")
@@ -59,6 +61,7 @@ def test_supervised_model_learns_its_multilabel_targets(scenes):
         train_supervised(tower, scenes.images, range(10), y, VisionConfig(batch_size=64), device="cpu", progress=False)
 
 
+@pytest.mark.slow
 def test_dino_resumes_from_its_checkpoint_exactly(scenes, tmp_path):
     """The shared epoch engine: an interrupted DINO run (student, EMA teacher and loss centre saved)
     resumes to the same weights as an uninterrupted one."""
