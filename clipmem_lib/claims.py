@@ -1,24 +1,113 @@
-"""The qualitative rules behind every "held" verdict of the book: one function per rule, each taking
-numbers or frames a chapter has already measured and returning a bool.
+"""The book's verdicts on the paper's claims, and the paper's own numbers.
+
+Over paired seeds (settings A and B trained with the same seed share the data order and the
+initialisation), a claim's effect is the per-seed difference in the paper's direction; its 95%
+interval is Student's t over those differences.  :func:`decide` says "holds" when the interval
+excludes zero in the paper's direction, "fails" when it excludes zero the other way and
+"inconclusive" otherwise, always with one seed.
+
+The single-run rules below it (one function per rule, each taking numbers or frames a chapter has
+already measured and returning a bool) are the book's qualitative checks of one training seed.
 
 Claims 1–8 are those of the summary page.  The margins (0.02, 0.05, …) are the book's, not the paper's;
 the paper's numbers live in the chapters' tables.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
+import pathlib
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import yaml
+from scipy import stats
 
 from .removal import claim7_holds
 
-__all__ = ["shared_near_zero", "alignment_alone_fails", "unit_range", "claim1_subset_order",
+__all__ = ["paper", "Verdict", "paired_interval", "decide", "verdict", "shared_near_zero", "alignment_alone_fails", "unit_range", "claim1_subset_order",
            "claim2_miscaptioned_highest", "claim2_clean_unchanged", "rare_concepts_memorised",
            "claim3_clipmem_separates_best", "claim4_text_memorises_more", "claim5_text_side_lowers_memorisation",
            "claim5_text_side_raises_utility", "claim5_captions_lower_memorisation", "claim5_captions_raise_utility",
            "balanced_sampling_best", "moderate_noise_std", "claim6_moderate_noise_helps", "claim6_large_noise_hurts",
            "claim7_holds", "planted_found_first", "dino_memorises_more", "claim8_clip_between", "fig11_moves_later"]
+
+
+HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+
+
+@functools.lru_cache(maxsize=None)
+def _paper() -> dict:
+    return yaml.safe_load((pathlib.Path(__file__).with_name("paper.yaml")).read_text())
+
+
+def paper(*path):
+    """A number or text the paper reports (``clipmem_lib/paper.yaml``), e.g. ``paper("table8", 0.15)``."""
+    node = _paper()
+    for key in path:
+        if key not in node:
+            raise KeyError(f"paper.yaml has no {'/'.join(map(str, path))} (have {', '.join(map(str, node))})")
+        node = node[key]
+    return node
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """One claim row: the paper's figure, this run's effect with its 95% interval over paired seeds,
+    and the verdict.  ``effect`` is signed so that positive is the paper's direction."""
+
+    claim: str
+    what: str
+    paper: str
+    effect: float
+    low: float
+    high: float
+    n_seeds: int
+    verdict: str
+    reason: str = ""
+
+    def measured(self, fmt: str = "+.3f") -> str:
+        """``+0.123 [+0.050, +0.196], 3 seeds`` (or ``…, 1 seed: no interval``)."""
+        if self.n_seeds < 2:
+            return f"{self.effect:{fmt}}, 1 seed: no interval"
+        return f"{self.effect:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}], {self.n_seeds} seeds"
+
+
+def paired_interval(differences, level: float = 0.95) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of per-seed paired differences: Student's t interval (NaN bounds with one seed)."""
+    d = np.asarray(differences, dtype=float)
+    d = d[~np.isnan(d)]
+    n = len(d)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(d.mean())
+    if n < 2:
+        return mean, math.nan, math.nan, n
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half, n
+
+
+def decide(low: float, high: float, n: int) -> tuple[str, str]:
+    """(verdict, reason) from an interval of an effect signed in the paper's direction."""
+    if n < 2:
+        return INCONCLUSIVE, "one seed gives no interval, so no verdict"
+    if low > 0:
+        return HOLDS, ""
+    if high < 0:
+        return FAILS, "the interval excludes zero against the paper's direction"
+    return INCONCLUSIVE, f"the interval [{low:+.3g}, {high:+.3g}] contains zero: seed noise is as large as the effect"
+
+
+def verdict(claim: str, what: str, paper_figure: str, differences, direction: int = 1, level: float = 0.95) -> Verdict:
+    """The verdict on per-seed paired ``differences`` (A − B for each seed); ``direction`` is +1 when the
+    paper says A > B and −1 when it says A < B."""
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1 or -1, got {direction!r}")
+    mean, low, high, n = paired_interval(direction * np.asarray(differences, dtype=float), level)
+    v, why = decide(low, high, n)
+    return Verdict(claim, what, paper_figure, mean, low, high, n, v, why)
 
 
 # --------------------------------------------------------------------- Sec. 3, App. A.2 (01_metric)

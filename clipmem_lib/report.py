@@ -11,22 +11,12 @@ import pathlib
 
 import pandas as pd
 
+from .claims import paper
 from .store import output_path
 
-__all__ = ["CLAIMS", "claim", "claims_table", "save_claims", "load_claims", "verdict", "held_counts", "claim_status",
+__all__ = ["claim", "claims_table", "save_claims", "load_claims", "verdict", "held_counts", "claim_status",
            "show"]
 
-# The paper's eight claims that a reproduction checks (shared/paper/REFERENCE.md), as the summary states them.
-CLAIMS = {
-    "1": "S_C is memorised: CLIPMem(S_C) > CLIPMem(S_S) ≈ CLIPMem(S_E); S_I < 0",
-    "2": "Mis-captioned pairs are memorised most; clean points barely change when they are added",
-    "3": "CLIPMem separates S_C from S_S better than SSLMem on either encoder alone",
-    "4": "The text encoder memorises more than the image encoder",
-    "5": "Text-side augmentation lowers memorisation and helps utility more than image-side",
-    "6": "Moderate text-embedding noise lowers memorisation and raises utility; large noise hurts",
-    "7": "Removing the most memorised points first raises utility, up to a cut-off",
-    "8": "UnitMem per layer: CLIP sits between supervised and SSL",
-}
 
 COLUMNS = ["section", "claim", "what", "paper", "this run", "held"]
 
@@ -79,7 +69,8 @@ def claim_status(rows: pd.DataFrame) -> pd.DataFrame:
             return "not measured in this book yet"
         return "held" if (part.held == "yes").all() else ("did not hold" if (part.held == "no").all() else "held in part")
 
-    return pd.DataFrame({"#": list(CLAIMS), "claim": list(CLAIMS.values()), "this run": [status(c) for c in CLAIMS]})
+    stated = paper("claims")
+    return pd.DataFrame({"#": list(stated), "claim": list(stated.values()), "this run": [status(c) for c in stated]})
 
 
 def show(table: pd.DataFrame):
