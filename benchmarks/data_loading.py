@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from clipmem_lib.loaders import load_csv
-from clipmem_lib.models import create_model, tokenizer_for
+from clipmem_lib.models import model_for, tokenizer_for
 from clipmem_lib.runtime import default_device
 from clipmem_lib.train import TrainConfig, train_clip
 
@@ -52,7 +52,7 @@ def main():
         tokens = tok.tokenize_pairs(data)
         rate = {}
         for w in a.workers:
-            m = create_model(a.model, tok.vocab_size)
+            m = model_for(a.model, tok)
             hist = train_clip(m, data.images, tokens, range(len(data)), TrainConfig(epochs=2, batch_size=a.batch),
                               device=device, progress=False, num_workers=w)
             rate[w] = hist[-1]["samples_per_s"]  # the second epoch: workers and kernels warm

@@ -11,7 +11,7 @@ import torch
 from open_clip.loss import ClipLoss
 
 from clipmem_lib.augment import to_model_input
-from clipmem_lib.models import create_model, image_size, tokenizer_for
+from clipmem_lib.models import image_size, model_for, tokenizer_for
 from clipmem_lib.scenes import SceneConfig, make_scenes
 from clipmem_lib.runtime import default_device
 from clipmem_lib.train import TrainConfig, train_clip
@@ -56,9 +56,9 @@ def main():
     tokenizers = (("trimmed vocab", tok), ("full vocab", full)) if tok.table is not None else (("full vocab", full),)
     for name, t in tokenizers:
         tokens = t.tokenize_pairs(data)
-        bare_loop(create_model(a.model, t.vocab_size), data.images, tokens, 3, a.batch, device)  # warm-up
-        bare = bare_loop(create_model(a.model, t.vocab_size), data.images, tokens, a.steps, a.batch, device)
-        m = create_model(a.model, t.vocab_size)
+        bare_loop(model_for(a.model, t), data.images, tokens, 3, a.batch, device)  # warm-up
+        bare = bare_loop(model_for(a.model, t), data.images, tokens, a.steps, a.batch, device)
+        m = model_for(a.model, t)
         t0 = time.perf_counter()
         train_clip(m, data.images, tokens, range(n), TrainConfig(epochs=2, batch_size=a.batch), device=device,
                    progress=False)

@@ -6,6 +6,7 @@
     python -m clipmem_lib.book strip                             # clear outputs of notebooks/ before a commit
     python -m clipmem_lib.book refresh                           # re-run sources at defaults, store nbval outputs
     python -m clipmem_lib.book params                            # write the parameters cells from the schema
+    python -m clipmem_lib.book timings                           # where the last run's time went, per chapter
 
 A profile (``profiles/<name>.yaml``) is a flat set of parameter values; each notebook receives those it
 declares.  A value ``???`` must be supplied (``--data`` fills ``data_path``).  Every parameter, and the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import json
 import os
 import pathlib
 import sys
@@ -27,12 +29,13 @@ import nbformat
 import yaml
 
 from .datasets import check_source
+from .runtime import CATEGORIES, CHAPTER_ENV, TIMINGS_ENV
 from .params import ParameterError, declared_parameters, listing_of, sibling_parameters, validate
 from .schema import CHAPTERS, parameters_cell
 from .store import project_path
 
-__all__ = ["load_profile", "declared_parameters", "plan", "check_data", "run_notebooks", "strip_outputs",
-           "write_parameters", "main"]
+__all__ = ["load_profile", "declared_parameters", "plan", "check_data", "run_notebooks", "timing_table",
+           "strip_outputs", "write_parameters", "main"]
 
 REQUIRED = "???"
 KEEP_TAG = "nbval-check-output"
@@ -131,9 +134,13 @@ def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None
     out_dir = pathlib.Path(out_dir)
     (out_dir / "failed").mkdir(parents=True, exist_ok=True)
     kernel = kernel or _default_kernel()
+    (out_dir / "timings").mkdir(exist_ok=True)
     results = []
     for src, params in planned.items():
         dest, tmp, failed = out_dir / src.name, out_dir / f".{src.stem}.partial.ipynb", out_dir / "failed" / src.name
+        log = out_dir / "timings" / f"{src.stem}.jsonl"
+        log.write_text("")
+        os.environ[TIMINGS_ENV], os.environ[CHAPTER_ENV] = str(log), src.stem  # the kernel inherits both
         print(f"[book] {src.stem}: running with {params or 'defaults'}", flush=True)
         t0 = time.perf_counter()
         try:
@@ -151,8 +158,27 @@ def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None
         os.replace(tmp, dest)
         failed.unlink(missing_ok=True)
         results.append(Result(src.stem, True, time.perf_counter() - t0))
+        with open(log, "a") as fh:
+            fh.write(json.dumps(dict(chapter=src.stem, category="wall", seconds=results[-1].seconds)) + "\n")
         print(f"[book] {src.stem}: done in {results[-1].seconds:.0f} s", flush=True)
     return results
+
+
+def timing_table(out_dir):
+    """Seconds per chapter of the last run into ``out_dir``: wall time, and the library's own time in
+    training, embeddings (Eq. 3's crops), probing, UnitMem and plotting; "other" is the rest (kernel
+    start, data, scoring, figure rendering)."""
+    import pandas as pd
+
+    rows = [json.loads(line) for f in sorted((pathlib.Path(out_dir) / "timings").glob("*.jsonl"))
+            for line in f.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise FileNotFoundError(f"no timings in {out_dir}/timings: run the book first")
+    t = pd.DataFrame(rows).pivot_table(index="chapter", columns="category", values="seconds", aggfunc="sum", fill_value=0)
+    t = t.reindex(columns=["wall", *CATEGORIES], fill_value=0.0)
+    t["other"] = t["wall"] - t[list(CATEGORIES)].sum(axis=1)
+    t.loc["total"] = t.sum()
+    return t.round(0)
 
 
 def _hide_injected(path) -> None:
@@ -224,9 +250,15 @@ def main(argv=None) -> int:
     s.add_argument("--check", action="store_true", help="only report notebooks that are not stripped")
     f = sub.add_parser("refresh", help="run source notebooks at their defaults and store the nbval-checked outputs")
     f.add_argument("notebooks", nargs="*", help="default: notebooks/*.ipynb")
+    t = sub.add_parser("timings", help="print where the last run's time went, per chapter")
+    t.add_argument("--out", default="book/generated", help="folder of the executed notebooks")
     q = sub.add_parser("params", help="write each notebook's parameters cell from the schema (clipmem_lib/schema.py)")
     q.add_argument("--check", action="store_true", help="only report notebooks whose cell differs")
     a = ap.parse_args(argv)
+
+    if a.cmd == "timings":
+        print(timing_table(project_path(a.out)).to_string())
+        return 0
 
     if a.cmd == "params":
         paths = [p for p in sorted(project_path("notebooks").glob("*.ipynb")) if p.stem in CHAPTERS]

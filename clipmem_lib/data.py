@@ -19,7 +19,9 @@ import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageSource", "TensorImages", "FileImages", "PairData", "pil_to_uint8"]
+__all__ = ["ImageSource", "TensorImages", "FileImages", "PairData", "pil_to_uint8", "DEFAULT_CACHE_BYTES"]
+
+DEFAULT_CACHE_BYTES = 2**30  # FileImages' decoded-pixel cache budget (1 GiB)
 
 
 def pil_to_uint8(img: Image.Image, size: int) -> torch.Tensor:
@@ -84,19 +86,39 @@ class FileImages(ImageSource):
     """Images read from files (COCO folder, CSV paths, generated variants) or from in-memory bytes.
 
     ``refs[i][v]`` is a path, or a zero-argument callable returning the encoded bytes (webdataset
-    members).  A missing or corrupt file raises an error that names it.
+    members).  A missing or corrupt file raises an error that names it.  Decoded pixels are kept in
+    memory while they fit in ``cache_bytes`` (0 disables); beyond that, images are decoded each time.
+    The returned tensors may be shared with the cache: do not modify them in place.
     """
 
-    def __init__(self, refs: Sequence[Sequence], fingerprint: str):
-        self.refs, self._fp = [list(r) for r in refs], fingerprint
+    def __init__(self, refs: Sequence[Sequence], fingerprint: str, cache_bytes: int = DEFAULT_CACHE_BYTES):
+        self.refs, self._fp, self.cache_bytes = [list(r) for r in refs], fingerprint, int(cache_bytes)
         self.n_variants = min((len(r) for r in self.refs), default=1)
         if any(len(r) == 0 for r in self.refs):
             raise ValueError("FileImages: every pair needs at least one image")
+        self._cache, self._cached = {}, 0
+
+    # Pickled copies (DataLoader workers) start with an empty cache: with num_workers > 0 the cache
+    # lives per worker and per epoch, so it helps most with num_workers=0.
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("_cache", "_cached")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _cache={}, _cached=0)
 
     def __len__(self):
         return len(self.refs)
 
     def load(self, i, v, size):
+        key = (int(i), int(v), int(size))
+        x = self._cache.get(key)
+        if x is None:
+            x = self._decode(*key)
+            if self._cached + x.nbytes <= self.cache_bytes:
+                self._cache[key], self._cached = x, self._cached + x.nbytes
+        return x
+
+    def _decode(self, i, v, size):
         ref = self.refs[i][v]
         try:
             src = io.BytesIO(ref()) if callable(ref) else ref

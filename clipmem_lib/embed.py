@@ -14,11 +14,12 @@ import torch
 from .augment import random_resized_crop, to_model_input
 from .data import ImageSource
 from .models import image_size
-from .runtime import resolve_device
+from .runtime import resolve_device, timed
 
 __all__ = ["embed_images", "embed_texts"]
 
 
+@timed("embeddings")
 @torch.no_grad()
 def embed_images(model, images: ImageSource, indices: Sequence[int], *, n_crops: int = 0, variant: int = 0,
                  crop_scale=(0.9, 1.0), seed: int = 0, batch_size: int = 512, device=None) -> torch.Tensor:
@@ -37,6 +38,7 @@ def embed_images(model, images: ImageSource, indices: Sequence[int], *, n_crops:
     return torch.cat(out)
 
 
+@timed("embeddings")
 @torch.no_grad()
 def embed_texts(model, tokens: torch.Tensor, indices: Sequence[int], caption_ids: Sequence[int] = (0,), *,
                 batch_size: int = 1024, device=None) -> torch.Tensor:

@@ -9,9 +9,12 @@ train through the run store, so a second call with the same job loads the stored
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import dataclasses
 import multiprocessing
 import os
+import pathlib
+import shutil
 from typing import ClassVar, Sequence
 
 import numpy as np
@@ -20,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import PairData
-from .models import CaptionTokenizer, create_model, tokenizer_for
+from .models import CaptionTokenizer, model_for, tokenizer_for
 from .runtime import Context
 from .splits import Splits
 from .store import config_key
@@ -42,6 +45,20 @@ class TrainedModel:
     config: TrainConfig | VisionConfig
     history: list[dict]
     tokenizer: CaptionTokenizer | None
+    path: pathlib.Path | None = None  # its run-store entry
+
+    def snapshot_epochs(self) -> list[int]:
+        """Epochs whose weights were kept during training (a job with ``snapshot_every``)."""
+        folder = self.path / "snapshots" if self.path else None
+        return sorted(int(p.stem.removeprefix("epoch")) for p in folder.glob("epoch*.pt")) if folder and folder.is_dir() else []
+
+    def snapshot(self, epoch: int) -> torch.nn.Module:
+        """The model as it was at the end of ``epoch`` (1-based), in eval mode."""
+        if epoch not in self.snapshot_epochs():
+            raise ValueError(f"model {self.key} kept no snapshot of epoch {epoch}; kept {self.snapshot_epochs()}")
+        m = copy.deepcopy(self.model)
+        m.load_state_dict(torch.load(self.path / "snapshots" / f"epoch{epoch}.pt", map_location="cpu", weights_only=True))
+        return m.eval()
 
 
 def _save(module: torch.nn.Module, history: list[dict], out) -> None:
@@ -59,7 +76,10 @@ class ClipJob:
     """One CLIP trained from scratch on ``data[indices]`` (in that order) with ``config``.
 
     ``init_seed`` (default ``config.seed``) seeds the initialisation; ``tokenizer`` defaults to
-    :func:`~clipmem_lib.models.tokenizer_for` (trimmed vocabulary for the small CPU configs).
+    :func:`~clipmem_lib.models.tokenizer_for` (trimmed vocabulary for the small CPU configs).  With
+    ``snapshot_every`` = k the weights after every k-th epoch and the last are kept in the entry (Fig. 11
+    reads them instead of training the model a second time); they do not change the weights, so they
+    are not part of the key.
     """
 
     data: PairData
@@ -69,6 +89,7 @@ class ClipJob:
     init_seed: int | None = None
     tokenizer: CaptionTokenizer | None = None
     desc: str = "train"
+    snapshot_every: int = 0
     kind: ClassVar[str] = "clip"
 
     def __post_init__(self):
@@ -87,18 +108,30 @@ class ClipJob:
                     captions=self.data.caption_digest(self.indices))
 
     def new_model(self) -> torch.nn.Module:
-        return create_model(self.model_name, self.tokenizer.vocab_size, seed=self.init_seed)
+        return model_for(self.model_name, self.tokenizer, seed=self.init_seed)
 
     def train(self, out, scratch, ctx: Context) -> None:
-        m = self.new_model()
+        m, shots = self.new_model(), scratch / "snapshots"
+
+        def keep(epoch, net):  # in scratch, so a resumed run keeps the snapshots taken before the interruption
+            if self.snapshot_every and ((epoch + 1) % self.snapshot_every == 0 or epoch + 1 == self.config.epochs):
+                shots.mkdir(exist_ok=True)
+                torch.save(net.state_dict(), shots / f"epoch{epoch + 1}.pt")
+
         hist = train_clip(m, self.data.images, self.tokenizer.tokenize_pairs(self.data), self.indices, self.config,
                           device=ctx.device, checkpoint=scratch / "last.pt", progress=ctx.progress, desc=self.desc,
-                          num_workers=ctx.num_workers)
+                          num_workers=ctx.num_workers, on_epoch_end=keep)
         _save(m, hist, out)
+        if shots.is_dir():
+            shutil.copytree(shots, out / "snapshots")
+
+    def missing_from(self, path) -> bool:
+        """Whether a stored entry lacks what this job also asks for (its snapshots)."""
+        return bool(self.snapshot_every) and not (path / "snapshots").is_dir()
 
     def load(self, path) -> TrainedModel:
         m, hist = _load(self.new_model(), path)
-        return TrainedModel(m, path.name, self.model_name, self.config, hist, self.tokenizer)
+        return TrainedModel(m, path.name, self.model_name, self.config, hist, self.tokenizer, path)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -138,7 +171,10 @@ class VisionJob:
 
     def load(self, path) -> TrainedModel:
         tower, hist = _load(vision_tower(self.model_name, seed=self.config.seed), path)
-        return TrainedModel(Encoder(tower).eval(), path.name, self.model_name, self.config, hist, None)
+        return TrainedModel(Encoder(tower).eval(), path.name, self.model_name, self.config, hist, None, path)
+
+    def missing_from(self, path) -> bool:
+        return False
 
 
 Job = ClipJob | VisionJob
@@ -147,7 +183,10 @@ Job = ClipJob | VisionJob
 def fit(job: Job, ctx: Context | None = None, *, force: bool = False) -> TrainedModel:
     """Train ``job`` into the run store, or load it if it is already there (``force`` retrains)."""
     ctx = ctx or Context()
-    return job.load(ctx.store.build(job.kind, job.key(), lambda out, scratch: job.train(out, scratch, ctx), force))
+    path = ctx.store.build(job.kind, job.key(), lambda out, scratch: job.train(out, scratch, ctx), force)
+    if job.missing_from(path):  # stored before snapshots were asked for: train it once more, keeping them
+        path = ctx.store.build(job.kind, job.key(), lambda out, scratch: job.train(out, scratch, ctx), True)
+    return job.load(path)
 
 
 def _fit_in_worker(threads: int, job: Job, ctx: Context, force: bool) -> None:
@@ -165,7 +204,8 @@ def fit_many(jobs: Sequence[Job], ctx: Context | None = None, *, force: bool = F
     """
     ctx = ctx or Context()
     ident = lambda j: (j.kind, config_key(j.key()))  # noqa: E731
-    missing = list({ident(j): j for j in jobs if force or ctx.store.entry(j.kind, j.key()) is None}.values())
+    stored = lambda j: ctx.store.entry(j.kind, j.key())  # noqa: E731
+    missing = list({ident(j): j for j in jobs if force or stored(j) is None or j.missing_from(stored(j))}.values())
     cuda = ctx.device is not None and str(ctx.device).startswith("cuda")
     if len(missing) > 1 and ctx.n_jobs > 1 and not cuda:
         threads = max(1, (os.cpu_count() or 1) // ctx.n_jobs)

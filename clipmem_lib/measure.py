@@ -12,12 +12,11 @@ import torch
 from .clipmem import alignment_scores, clipmem_frame, sample_test_pairs, positions_in_test_set
 from .data import PairData
 from .embed import embed_images, embed_texts
-from .fitting import ClipJob, TrainedModel
+from .fitting import TrainedModel
 from .probes import probe_accuracy, retrieval_at_1
 from .runtime import Context
 from .splits import Splits
 from .sslmem import image_alignment_loss, sslmem, text_alignment_loss
-from .train import TrainConfig, train_clip
 from .unitmem import layer_unitmem, text_layer_unitmem, top_unit_layers
 
 __all__ = ["model_embeddings", "score_clipmem", "pair_similarity", "score_sslmem", "utility", "unitmem_layers",
@@ -165,31 +164,24 @@ def unitmem_of_models(towers: dict[str, tuple[TrainedModel, str]], data: PairDat
                      ignore_index=True)
 
 
-def unitmem_during_training(data: PairData, indices: Sequence[int], model_name: str = "clipmem-tiny",
-                            config: TrainConfig = TrainConfig(), *, every: int = 10, n_aug: int = 10,
-                            percents=(1, 3, 5), ctx: Context | None = None) -> pd.DataFrame:
-    """Fig. 11: train CLIP on ``data[indices]`` and, every ``every`` epochs (and at the end), record in
-    which layers of the image tower the top 1/3/5% UnitMem units sit.  Cached; the model trained here is
-    the same as :func:`~clipmem_lib.fitting.fit_clip`'s (same job), recomputed because its checkpoints are
-    not kept."""
+def unitmem_during_training(trained: TrainedModel, data: PairData, indices: Sequence[int], *, n_aug: int = 10,
+                            percents=(1, 3, 5), seed: int = 0, ctx: Context | None = None) -> pd.DataFrame:
+    """Fig. 11: in which layers of the image tower the top 1/3/5% UnitMem units sit, at each epoch whose
+    weights ``trained`` kept (a :class:`~clipmem_lib.fitting.ClipJob` with ``snapshot_every``), over the
+    points ``indices``.  Cached; no model is trained again."""
     ctx = ctx or Context()
-    job = ClipJob(data, indices, model_name, config, desc="f, tracking UnitMem")
-    cfg = dict(job.key(), every=every, n_aug=n_aug, percents=tuple(percents), ties="shared")  # top_unit_layers' ties
+    epochs = trained.snapshot_epochs()
+    if not epochs:
+        raise ValueError(f"model {trained.key} kept no snapshots: fit it with ClipJob(..., snapshot_every=k)")
+    idx = np.asarray(indices, dtype=np.int64)
+    cfg = dict(model=trained.key, epochs=epochs, indices=idx, n_aug=n_aug, percents=tuple(percents), seed=seed,
+               images=data.images.fingerprint(), ties="shared")  # top_unit_layers' tie rule
 
     def compute():
-        m, rows = job.new_model(), []
-
-        def record(epoch, net):
-            if (epoch + 1) % every and epoch + 1 != config.epochs:
-                return
-            table = layer_unitmem(net, data.images, job.indices, n_aug=n_aug, crop_scale=config.crop_scale,
-                                  device=ctx.device)
-            net.train()
-            rows.append(top_unit_layers(table, percents).assign(epoch=epoch + 1))
-
-        train_clip(m, data.images, job.tokenizer.tokenize_pairs(data), job.indices, config, device=ctx.device,
-                   progress=ctx.progress, desc=job.desc, on_epoch_end=record)
-        return pd.concat(rows, ignore_index=True)
+        return pd.concat([top_unit_layers(layer_unitmem(trained.snapshot(e), data.images, idx, n_aug=n_aug,
+                                                        crop_scale=trained.config.crop_scale, seed=seed,
+                                                        device=ctx.device), percents).assign(epoch=e)
+                          for e in epochs], ignore_index=True)
 
     return ctx.store.frame("unitmem_tracking", cfg, compute)
 

@@ -14,7 +14,7 @@ import torch
 
 from .data import PairData
 
-__all__ = ["create_model", "image_size", "model_config", "CaptionTokenizer", "PAPER_MODELS"]
+__all__ = ["create_model", "model_for", "image_size", "model_config", "CaptionTokenizer", "PAPER_MODELS"]
 
 CONFIG_DIR = pathlib.Path(__file__).with_name("model_configs")
 PAPER_MODELS = ("ViT-B-32", "ViT-B-16", "ViT-L-14")
@@ -37,17 +37,26 @@ def image_size(model) -> int:
     return s[0] if isinstance(s, (tuple, list)) else int(s)
 
 
-def create_model(name: str, vocab_size: int | None = None, seed: int = 0) -> open_clip.CLIP:
-    """A randomly initialised ``open_clip.CLIP`` (no download); ``vocab_size`` shrinks the token table."""
+def create_model(name: str, vocab_size: int | None = None, seed: int = 0,
+                 context_length: int | None = None) -> open_clip.CLIP:
+    """A randomly initialised ``open_clip.CLIP`` (no download); ``vocab_size`` shrinks the token table
+    and ``context_length`` the text context (a tokenizer sized for the data)."""
     cfg = model_config(name)
     if vocab_size is not None:
         cfg["text_cfg"]["vocab_size"] = int(vocab_size)
+    if context_length is not None:
+        cfg["text_cfg"]["context_length"] = int(context_length)
     for key in ("custom_text", "multimodal_cfg"):
         if cfg.pop(key, None):
             raise ValueError(f"{name}: only plain CLIP configs are supported")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return open_clip.CLIP(**cfg)
+
+
+def model_for(name: str, tokenizer: "CaptionTokenizer", seed: int = 0) -> open_clip.CLIP:
+    """:func:`create_model` with the vocabulary and context of ``tokenizer`` (what it was sized for)."""
+    return create_model(name, tokenizer.vocab_size, seed=seed, context_length=tokenizer.context_length)
 
 
 class CaptionTokenizer:
@@ -88,9 +97,14 @@ class CaptionTokenizer:
 
 
 def tokenizer_for(name: str, data: PairData | None = None, trim: bool | None = None) -> CaptionTokenizer:
-    """The tokenizer for model ``name``, trimmed to ``data``'s captions if ``trim`` (default: trim for
-    this package's small CPU configs, keep open_clip's full vocabulary for the paper's models)."""
+    """The tokenizer for model ``name``, sized for ``data`` if ``trim`` (default: for this package's small
+    CPU configs; the paper's models keep open_clip's full vocabulary and context): the vocabulary is
+    trimmed to the tokens of ``data``'s captions and the context to its longest caption, so the text
+    tower does no work on padding."""
     ctx = model_config(name)["text_cfg"].get("context_length", 77)
     trim = (CONFIG_DIR / f"{name}.json").exists() if trim is None else trim
-    corpus = [c for cs in data.captions for c in cs] if (trim and data is not None) else None
-    return CaptionTokenizer(ctx, corpus)
+    if not (trim and data is not None):
+        return CaptionTokenizer(ctx)
+    corpus = [c for cs in data.captions for c in cs]
+    longest = int((CaptionTokenizer(ctx)(corpus) != 0).sum(-1).max())  # start and end tokens included
+    return CaptionTokenizer(min(ctx, longest), corpus)

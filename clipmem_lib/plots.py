@@ -21,6 +21,7 @@ from matplotlib.ticker import NullLocator
 
 from .clipmem import SUBSET_ORDER
 from .data import PairData
+from .runtime import timed
 
 __all__ = ["BOOK_STYLE", "WIDTH", "MAX_WIDTH", "subset_distributions", "score_histograms", "clean_vs_poisoned", "gallery",
            "alignment_scatter", "metric_comparison", "memorisation_vs_frequency", "pair_explorer", "pair_table",
@@ -44,6 +45,7 @@ def _panels(ncols: int = 1, height: float = HEIGHT):
     return fig, axes[0]
 
 
+@timed("plotting")
 def subset_distributions(scores: pd.DataFrame, column: str = "clipmem", ax=None):
     """Fig. 2a: the distribution of CLIPMem per subset (S_C high, S_S ≈ S_E ≈ 0, S_I negative)."""
     ax = ax or _panels()[1][0]
@@ -55,6 +57,7 @@ def subset_distributions(scores: pd.DataFrame, column: str = "clipmem", ax=None)
     return ax
 
 
+@timed("plotting")
 def score_histograms(scores: pd.DataFrame, columns=("clipmem_raw", "clipmem"), subsets=("S_S", "S_C", "S_I")):
     """Sec. 3 / App. A.2: the distribution of each score column per subset, side by side (raw and normalised)."""
     fig, axes = _panels(len(columns))
@@ -66,6 +69,7 @@ def score_histograms(scores: pd.DataFrame, columns=("clipmem_raw", "clipmem"), s
     return fig
 
 
+@timed("plotting")
 def clean_vs_poisoned(means: pd.DataFrame, ax=None):
     """Fig. 2b: mean CLIPMem of clean S_C (clean model, poisoned model) and of the mis-captioned pairs.
 
@@ -93,6 +97,7 @@ def _png(data: PairData, i: int, size: int) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+@timed("plotting")
 def gallery(data: PairData, scores: pd.DataFrame, k: int = 5, column: str = "clipmem", subset: str = "S_C",
             per_row: int = 5):
     """Fig. 1: the ``k`` most and ``k`` least memorised pairs of ``subset``, with caption and score
@@ -121,6 +126,7 @@ def gallery(data: PairData, scores: pd.DataFrame, k: int = 5, column: str = "cli
     return fig
 
 
+@timed("plotting")
 def alignment_scatter(scores: pd.DataFrame, ax=None):
     """Sec. 3: alignment under f against under g. Shared pairs lie on the diagonal however well they
     are aligned; only pairs that f alone trained on (S_C) rise above it. Hence Eq. 4 subtracts g."""
@@ -133,6 +139,7 @@ def alignment_scatter(scores: pd.DataFrame, ax=None):
     return ax
 
 
+@timed("plotting")
 def metric_comparison(table: pd.DataFrame, columns: dict[str, str],
                       title: str = "Single-modality SSLMem vs. CLIPMem on S_C and S_S (cf. paper Fig. 3)"):
     """Fig. 3: S_C vs S_S distributions of several scores side by side (e.g. SSLMem image/text, CLIPMem)."""
@@ -147,6 +154,7 @@ def metric_comparison(table: pd.DataFrame, columns: dict[str, str],
     return fig
 
 
+@timed("plotting")
 def memorisation_vs_frequency(scores: pd.DataFrame, subset: str = "S_C", ax=None):
     """Built-in data only: CLIPMem against how often the pair's concept occurs in the data (the long tail)."""
     ax = ax or _panels()[1][0]
@@ -159,6 +167,7 @@ def memorisation_vs_frequency(scores: pd.DataFrame, subset: str = "S_C", ax=None
     return ax
 
 
+@timed("plotting")
 def unitmem_per_layer(table: pd.DataFrame, ax=None):
     """Fig. 4: mean UnitMem per layer, one line per model (``table``: model, layer, unitmem per unit)."""
     ax = ax or _panels()[1][0]
@@ -169,6 +178,7 @@ def unitmem_per_layer(table: pd.DataFrame, ax=None):
     return ax
 
 
+@timed("plotting")
 def unitmem_tracking(track: pd.DataFrame):
     """Fig. 11: share of the top 1/3/5% UnitMem units in each layer, along training."""
     aspect = 1.1
@@ -180,6 +190,7 @@ def unitmem_tracking(track: pd.DataFrame):
     return g
 
 
+@timed("plotting")
 def pair_explorer(data: PairData, scores: pd.DataFrame, column: str = "clipmem"):
     """An ipywidgets browser of pairs ranked by ``column`` per subset.  It needs a live kernel: the static
     book loads no widget scripts (``nb_ipywidgets_js: {}``) and shows :func:`pair_table` instead."""
@@ -205,6 +216,7 @@ def pair_explorer(data: PairData, scores: pd.DataFrame, column: str = "clipmem")
     return w.VBox([w.HBox([subset, rank]), view])
 
 
+@timed("plotting")
 def pair_table(data: PairData, scores: pd.DataFrame, column: str = "clipmem", k: int = 10):
     """The static stand-in for :func:`pair_explorer` (which needs a kernel or CDN scripts): the top ``k``
     pairs of each subset by ``column``, with a thumbnail, the first caption and the score, as HTML."""
@@ -219,6 +231,7 @@ def pair_table(data: PairData, scores: pd.DataFrame, column: str = "clipmem", k:
     return HTML(pd.DataFrame(rows).to_html(escape=False, index=False, classes="pair-table"))
 
 
+@timed("plotting")
 def memorisation_and_utility(table: pd.DataFrame, x: str, memorisation: str = "clipmem", utility: str = "lp_acc",
                              *, err: str | None = "lp_std", xlabel: str | None = None, title: str = "", ax=None):
     """Fig. 5a / 5b: memorisation (left axis) and utility (right axis) against one swept setting."""
@@ -235,6 +248,7 @@ def memorisation_and_utility(table: pd.DataFrame, x: str, memorisation: str = "c
     return ax, right
 
 
+@timed("plotting")
 def removal_curves(curve: pd.DataFrame, metrics: str | Sequence[str] = "utility", *,
                    planted: str | None = "planted_removed", title: str = "", axes=None):
     """Fig. 6: each of ``metrics`` after removing k pairs and retraining, one panel per metric and one
@@ -259,6 +273,7 @@ def removal_curves(curve: pd.DataFrame, metrics: str | Sequence[str] = "utility"
     return axes
 
 
+@timed("plotting")
 def settings_comparison(table: pd.DataFrame, columns: dict[str, str], *, label: str = "setting",
                         errors: dict[str, str] | None = None, title: str = ""):
     """Table 1 / Table 3 as bars: one panel per column (e.g. CLIPMem, LP accuracy), one bar per setting."""

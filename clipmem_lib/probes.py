@@ -10,6 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .runtime import timed
+
 __all__ = ["linear_probe", "probe_accuracy", "retrieval_at_1"]
 
 
@@ -20,6 +22,7 @@ def linear_probe(train_x, train_y, test_x, test_y, *, C: float = 1.0, max_iter: 
     return float(clf.score(np.asarray(test_x), np.asarray(test_y)))
 
 
+@timed("probing")
 def probe_accuracy(features, labels, *, n_fit: float = 2 / 3, seeds=(0, 1, 2), C: float = 1.0) -> tuple[float, float]:
     """Mean ± std linear-probe accuracy over random fit/test splits, one per seed (the paper's ± columns)."""
     x, y = np.asarray(features), np.asarray(labels)
@@ -33,6 +36,7 @@ def probe_accuracy(features, labels, *, n_fit: float = 2 / 3, seeds=(0, 1, 2), C
     return float(np.mean(accs)), float(np.std(accs))
 
 
+@timed("probing")
 def retrieval_at_1(image_emb: torch.Tensor, text_emb: torch.Tensor) -> float:
     """Image→text R@1: fraction of images whose own caption is the most similar text (chance 1/P)."""
     sims = torch.as_tensor(image_emb) @ torch.as_tensor(text_emb).T

@@ -6,13 +6,53 @@ call (``ctx=S.ctx``) instead of repeating ``store``, ``device``, ``progress``, `
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import json
+import os
+import time
 
 import torch
 
 from .store import RunStore, output_path
 
-__all__ = ["Context", "default_device", "resolve_device"]
+__all__ = ["Context", "default_device", "resolve_device", "timed", "TIMINGS_ENV", "CHAPTER_ENV", "CATEGORIES"]
+
+TIMINGS_ENV, CHAPTER_ENV = "CLIPMEM_TIMINGS", "CLIPMEM_CHAPTER"  # set by the book runner (book.py)
+CATEGORIES = ("training", "embeddings", "probing", "unitmem", "plotting")
+_open: list[float] = []  # time spent in nested timed calls, per open call
+
+
+@contextlib.contextmanager
+def _timer(category: str):
+    path = os.environ.get(TIMINGS_ENV)
+    if not path:
+        yield
+        return
+    start = time.perf_counter()
+    _open.append(0.0)
+    try:
+        yield
+    finally:
+        inner, total = _open.pop(), time.perf_counter() - start
+        if _open:
+            _open[-1] += total  # a nested call's time is its own, not its caller's
+        with open(path, "a") as fh:
+            fh.write(json.dumps(dict(chapter=os.environ.get(CHAPTER_ENV, ""), category=category,
+                                     seconds=total - inner)) + "\n")
+
+
+def timed(category: str):
+    """Decorator: when ``$CLIPMEM_TIMINGS`` names a file, append the call's own seconds (nested timed
+    calls excluded) under ``category`` and the chapter ``$CLIPMEM_CHAPTER``; otherwise a no-op."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            with _timer(category):
+                return fn(*args, **kwargs)
+        return inner
+    return wrap
 
 
 def default_device() -> torch.device:

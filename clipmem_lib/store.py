@@ -30,13 +30,13 @@ __all__ = ["RunStore", "config_key", "project_path", "output_path", "VERSIONS", 
 # Code version of each kind of entry, part of its key. Bump one whenever a change alters what that kind
 # computes (tests/test_store.py checks that a bump hides the old entries).
 VERSIONS = {
-    "clip": 2,              # train.train_clip through engine.fit_epochs
+    "clip": 3,              # 2: one epoch engine; 3: text context sized for the data (tokenizer_for)
     "dino": 2,              # 2: one epoch engine (no weight decay on biases and norms, checkpoints)
     "supervised": 2,        # 2: as dino
     "embeddings": 1,        # embed.embed_images / embed_texts (Eq. 3's crops)
     "clipmem": 3,           # 2: typed parquet table; 3: an S_E pair is not its own test pair
     "unitmem": 3,           # 2: typed parquet table; 3: numpy's median for mu_-max (mean of the middle two)
-    "unitmem_tracking": 3,  # as unitmem
+    "unitmem_tracking": 4,  # as unitmem; 4: read from the snapshots of the one training
 }
 OUTPUT_ENV = "CLIPMEM_OUTPUT_DIR"  # tests set it, so relative run and result folders go to a temporary place
 

@@ -29,7 +29,7 @@ from .augment import random_resized_crop, to_model_input
 from .data import ImageSource
 from .engine import fit_epochs
 from .models import image_size
-from .runtime import resolve_device
+from .runtime import resolve_device, timed
 
 __all__ = ["TrainConfig", "train_clip", "choose_views", "noisy_text_features"]
 
@@ -110,6 +110,7 @@ class _Forward(torch.nn.Module):
         return self.model.encode_image(image, normalize=True), self.model.encode_text(text), self.model.logit_scale.exp()
 
 
+@timed("training")
 def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequence[int], cfg: TrainConfig, *,
                device: torch.device | str | None = None, checkpoint: str | os.PathLike | None = None,
                progress: bool = True, num_workers: int = 0, desc: str = "train",

@@ -24,7 +24,7 @@ import torch
 
 from .augment import random_resized_crop, to_model_input
 from .models import image_size
-from .runtime import resolve_device
+from .runtime import resolve_device, timed
 
 __all__ = ["unitmem", "UnitActivations", "gelu_blocks", "layer_unitmem", "text_layer_unitmem", "top_unit_layers",
            "layer_summary", "last_layer_share"]
@@ -111,6 +111,7 @@ class UnitActivations:
             h.remove()
 
 
+@timed("unitmem")
 @torch.no_grad()
 def layer_unitmem(model, images, indices: Sequence[int], *, n_aug: int = 10, crop_scale=(0.9, 1.0),
                   reduce: str = "median", seed: int = 0, batch_size: int = 256, device=None) -> pd.DataFrame:
@@ -140,6 +141,7 @@ def _per_unit(mus: list[torch.Tensor], reduce: str) -> pd.DataFrame:
                       for layer, mu in enumerate(mus)], ignore_index=True)
 
 
+@timed("unitmem")
 @torch.no_grad()
 def text_layer_unitmem(model, tokens: torch.Tensor, indices: Sequence[int], caption_ids: Sequence[int] = (0,), *,
                        reduce: str = "median", batch_size: int = 512, device=None) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from .augment import random_resized_crop, to_model_input
 from .data import ImageSource, PairData
 from .engine import fit_epochs
 from .models import create_model, image_size
-from .runtime import resolve_device
+from .runtime import resolve_device, timed
 
 __all__ = ["VisionConfig", "vision_tower", "Encoder", "train_dino", "train_supervised", "first_level_targets",
            "teacher_momentum"]
@@ -101,6 +101,7 @@ def teacher_momentum(step: int, total: int, momentum=(0.996, 1.0)) -> float:
     return momentum[1] - (momentum[1] - momentum[0]) * (math.cos(math.pi * step / total) + 1) / 2
 
 
+@timed("training")
 def train_dino(tower: torch.nn.Module, images: ImageSource, indices: Sequence[int], cfg: VisionConfig = VisionConfig(),
                *, device=None, checkpoint=None, progress: bool = True, num_workers: int = 0, desc: str = "dino",
                on_epoch_end: Callable[[int], None] | None = None) -> list[dict]:
@@ -142,6 +143,7 @@ def train_dino(tower: torch.nn.Module, images: ImageSource, indices: Sequence[in
     return hist
 
 
+@timed("training")
 def train_supervised(tower: torch.nn.Module, images: ImageSource, indices: Sequence[int], targets: np.ndarray,
                      cfg: VisionConfig = VisionConfig(), *, device=None, checkpoint=None, progress: bool = True,
                      num_workers: int = 0, desc: str = "supervised",

@@ -11,13 +11,13 @@ import torch.multiprocessing as mp
 def _worker(rank, world, port, queue):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     torch.set_num_threads(1)
-    from clipmem_lib.models import create_model, tokenizer_for
+    from clipmem_lib.models import model_for, tokenizer_for
     from clipmem_lib.scenes import SceneConfig, make_scenes
     from clipmem_lib.train import TrainConfig, train_clip
 
     data = make_scenes(SceneConfig(n=256, seed=0))
     tok = tokenizer_for("clipmem-tiny", data)
-    model = create_model("clipmem-tiny", tok.vocab_size, seed=0)
+    model = model_for("clipmem-tiny", tok, seed=0)
     hist = train_clip(model, data.images, tok.tokenize_pairs(data), range(256), TrainConfig(epochs=3, batch_size=64),
                       device="cpu", progress=False)
     w = torch.cat([p.detach().flatten() for p in model.parameters()])

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clipmem_lib.data import FileImages
 from clipmem_lib.datasets import load_dataset
 from clipmem_lib.loaders import TarMember, expand_braces, load_coco, load_csv, load_webdataset
 
@@ -304,3 +305,67 @@ def test_coco_generated_images_are_variants_and_missing_ones_are_named(coco, tmp
         load_dataset("coco", str(root), n_variants=3, generated_path=str(gen))
     with pytest.raises(FileNotFoundError, match="folder of generated images not found: /nope"):
         load_coco(ann, folder, generated="/nope", n_generated=2)
+
+
+# ------------------------------------------------------------------------------- decoded-pixel cache
+
+def count_opens(monkeypatch):
+    calls = []
+    real = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: (calls.append(a[0]), real(*a, **k))[1])
+    return calls
+
+
+def noisy_csv(tmp_path, n=3):
+    """n PNGs of random pixels (so that pixel equality means something) in an OpenCLIP CSV."""
+    g = torch.Generator().manual_seed(0)
+    for k in range(n):
+        px = torch.randint(0, 256, (24, 40, 3), generator=g, dtype=torch.uint8).numpy()
+        Image.fromarray(px).save(tmp_path / f"n{k}.png")
+    (tmp_path / "d.csv").write_text("filepath\ttitle\n" + "".join(f"n{k}.png\tcap {k}\n" for k in range(n)))
+    return tmp_path / "d.csv"
+
+
+def test_cache_second_load_does_not_reopen_the_file(tmp_path, monkeypatch):
+    d = load_csv(noisy_csv(tmp_path))
+    fp = d.images.fingerprint()
+    calls = count_opens(monkeypatch)
+    first = d.images.batch([0, 1, 2], [0, 0, 0], 16)
+    assert len(calls) == 3
+    os.remove(tmp_path / "n1.png")  # the cached pixels are still there
+    assert torch.equal(d.images.batch([2, 1, 0], [0, 0, 0], 16), first[[2, 1, 0]]) and len(calls) == 3
+    assert d.images.fingerprint() == fp
+    with pytest.raises(FileNotFoundError, match=r"pair 1 \(variant 0\) not found: .*n1\.png"):
+        d.images.load(1, 0, 8)  # another size is another cache entry: the file is read, and is missing
+    copy = pickle.loads(pickle.dumps(d.images))  # copies (DataLoader workers) start with an empty cache
+    assert copy._cache == {} and copy.fingerprint() == fp and torch.equal(copy.load(0, 0, 16), first[0])
+
+
+def test_cache_smaller_than_one_image_caches_nothing(tmp_path, monkeypatch):
+    d = load_csv(noisy_csv(tmp_path))
+    src = FileImages(d.images.refs, d.images.fingerprint(), cache_bytes=3 * 16 * 16 - 1)
+    calls = count_opens(monkeypatch)
+    for _ in range(3):
+        src.load(0, 0, 16)
+    assert len(calls) == 3 and src._cache == {}
+    exact = FileImages(d.images.refs, d.images.fingerprint(), cache_bytes=2 * 3 * 16 * 16)  # two images fit
+    exact.batch([0, 1, 2, 0, 1, 2], [0] * 6, 16)
+    assert len(calls) == 3 + 4 and len(exact._cache) == 2  # beyond the budget it streams
+
+
+def test_cached_and_uncached_pixels_are_identical(tmp_path):
+    d = load_csv(noisy_csv(tmp_path))
+    off = FileImages(d.images.refs, d.images.fingerprint(), cache_bytes=0)
+    for size in (16, 8):
+        a = d.images.batch([0, 1, 2], [0, 0, 0], size)
+        assert torch.equal(d.images.batch([0, 1, 2], [0, 0, 0], size), a)  # from the cache
+        assert torch.equal(off.batch([0, 1, 2], [0, 0, 0], size), a) and off._cache == {}
+
+
+def test_corrupt_image_is_not_cached(tmp_path):
+    csv = noisy_csv(tmp_path)
+    (tmp_path / "n0.png").write_bytes(b"this is not an image" * 10)
+    d = load_csv(csv)
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"corrupt or not an image.*n0\.png"):
+            d.images.load(0, 0, 16)

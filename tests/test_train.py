@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipmem_lib.models import create_model, tokenizer_for
+from clipmem_lib.models import create_model, model_for, tokenizer_for
 
 from clipmem_lib.engine import lr_at
 from clipmem_lib.train import TrainConfig, choose_views, noisy_text_features, train_clip
@@ -54,7 +54,7 @@ def test_noise_in_training_not_in_evaluation(tiny):
     data, tok, tokens = tiny
     runs = {}
     for std in (0.0, 1.0):
-        m = create_model("clipmem-tiny", tok.vocab_size, seed=0)
+        m = model_for("clipmem-tiny", tok, seed=0)
         h = train_clip(m, data.images, tokens, range(128), TrainConfig(epochs=1, batch_size=64, text_noise_std=std),
                        progress=False, device="cpu")
         runs[std] = (h, m)
@@ -74,7 +74,7 @@ def test_same_seed_repeats_exactly_and_resume_equals_uninterrupted(tiny, tmp_pat
     cfg = TrainConfig(epochs=3, batch_size=32, caption_mode="random", image_variants=(0, 1))
 
     def fresh():
-        return create_model("clipmem-tiny", tok.vocab_size, seed=0)
+        return model_for("clipmem-tiny", tok, seed=0)
 
     a, b = fresh(), fresh()
     ha = train_clip(a, data.images, tokens, range(128), cfg, progress=False, device="cpu")
@@ -102,7 +102,7 @@ def test_same_seed_repeats_exactly_and_resume_equals_uninterrupted(tiny, tmp_pat
 @pytest.mark.slow
 def test_training_lowers_loss_below_chance(tiny):
     data, tok, tokens = tiny
-    m = create_model("clipmem-tiny", tok.vocab_size, seed=0)
+    m = model_for("clipmem-tiny", tok, seed=0)
     h = train_clip(m, data.images, tokens, range(128), TrainConfig(epochs=40, batch_size=128), progress=False,
                    device="cpu")
     assert h[0]["loss"] > 4.0 and h[-1]["loss"] < 0.4 * np.log(128)  # ln(128) = 4.85 is chance: it overfits 128 pairs
@@ -117,7 +117,7 @@ def test_config_errors(kw, msg):
 
 def test_train_input_errors(tiny):
     data, tok, tokens = tiny
-    m = create_model("clipmem-tiny", tok.vocab_size)
+    m = model_for("clipmem-tiny", tok)
     with pytest.raises(ValueError, match="fewer than one batch"):
         train_clip(m, data.images, tokens, range(10), TrainConfig(epochs=1), progress=False)
     with pytest.raises(ValueError, match="variant"):
@@ -131,8 +131,19 @@ def test_single_caption_data_trains_first_mode_and_rejects_multi_caption_modes(t
     """CSV / webdataset pairs often have one caption: "first" needs one, "random" over 5 needs five."""
     data, tok, tokens = tiny
     one = tokens[:, :1]
-    m = create_model("clipmem-tiny", tok.vocab_size)
+    m = model_for("clipmem-tiny", tok)
     hist = train_clip(m, data.images, one, range(128), TrainConfig(epochs=1, batch_size=64), progress=False)
     assert len(hist) == 1 and np.isfinite(hist[0]["loss"])
     with pytest.raises(ValueError, match="needs that many captions per pair, but the data has 1"):
         train_clip(m, data.images, one, range(128), TrainConfig(epochs=1, caption_mode="random"), progress=False)
+
+
+def test_the_tokenizer_is_sized_for_the_data_and_the_model_for_the_tokenizer(tiny):
+    """The small configs' text context is the longest caption (start and end tokens included), so no
+    caption is cut and no step computes padding; the paper's models keep open_clip's 77 tokens."""
+    data, tok, tokens = tiny
+    longest = max(len(tok._tok.encode(c)) + 2 for cs in data.captions for c in cs)
+    assert tok.context_length == longest < 32 and (tokens[..., -1] != 0).any()  # some caption fills it
+    assert tokenizer_for("ViT-B-32", data).context_length == 77
+    m = model_for("clipmem-tiny", tok)
+    assert m.positional_embedding.shape[0] == longest and m.encode_text(tokens[:2, 0]).shape == (2, 64)

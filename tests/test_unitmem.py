@@ -94,20 +94,28 @@ def test_layer_unitmem_matches_per_augmentation_brute_force():
 
 
 @pytest.mark.slow
-def test_tracking_during_training_ends_where_the_trained_model_is(tmp_path, scenes_140):
-    """Fig. 11's last record is the top-unit layout of the very model fit_clip trains (same seeds)."""
+def test_tracking_reads_the_snapshots_of_the_one_training(tmp_path, scenes_140, monkeypatch):
+    """Fig. 11 from the snapshots fit_clip kept: the model is trained once, and the last record is the
+    top-unit layout of the final model."""
     import clipmem_lib.experiment as ex
-
+    import clipmem_lib.fitting as fitting
     from clipmem_lib.store import RunStore
     from clipmem_lib.train import TrainConfig
     from clipmem_lib.unitmem import top_unit_layers
 
     data, ctx = scenes_140, ex.Context(RunStore(tmp_path), device="cpu", progress=False)
-    cfg = TrainConfig(epochs=3, batch_size=64)
-    track = ex.unitmem_during_training(data, range(128), config=cfg, every=2, n_aug=2, ctx=ctx)
-    assert sorted(track.epoch.unique()) == [2, 3]
+    cfg, runs = TrainConfig(epochs=3, batch_size=64), []
+    real = fitting.train_clip
+    monkeypatch.setattr(fitting, "train_clip", lambda *a, **k: runs.append(1) or real(*a, **k))
+    plain = ex.fit_clip(data, range(128), config=cfg, ctx=ctx)
+    with pytest.raises(ValueError, match="snapshot_every"):
+        ex.unitmem_during_training(plain, data, range(128), n_aug=2, ctx=ctx)
+    f = ex.fit(ex.ClipJob(data, range(128), config=cfg, snapshot_every=2), ctx)  # stored without snapshots: once more
+    again = ex.fit(ex.ClipJob(data, range(128), config=cfg, snapshot_every=2), ctx)
+    assert len(runs) == 2 and f.key == plain.key == again.key and f.snapshot_epochs() == [2, 3]
+    track = ex.unitmem_during_training(f, data, range(128), n_aug=2, ctx=ctx)
+    assert sorted(track.epoch.unique()) == [2, 3] and len(runs) == 2
     assert np.allclose(track.groupby(["epoch", "top_percent"]).share.sum(), 1.0)
-    f = ex.fit_clip(data, range(128), config=cfg, ctx=ctx)
     final = top_unit_layers(ex.unitmem_layers(f, data, range(128), n_aug=2, crop_scale=cfg.crop_scale, ctx=ctx))
     last = track[track.epoch == 3].drop(columns="epoch").reset_index(drop=True)
     np.testing.assert_allclose(last.share, final.share, atol=1e-9)
