@@ -27,12 +27,19 @@ class Setup:
     splits: Splits
     train: TrainConfig
     ctx: Context
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
+
+    def seeded(self, config: TrainConfig | None = None) -> dict[int, TrainConfig]:
+        """``config`` (default: the chapter's) once per training seed.  Settings trained with the same
+        seed share the initialisation and the batch order: the seeds pair them (common random numbers)."""
+        return {s: dataclasses.replace(config or self.train, seed=s) for s in self.seeds}
 
     def describe(self) -> str:
         """One line on the scale of the run, printed at the top of each chapter."""
         s = self.splits
         return (f"{len(self.data)} pairs ({self.data.name}); |S_S|={len(s.shared)}, |S_C|=|S_I|={len(s.candidates)}, "
-                f"|S_E|={len(s.external)}; {self.train.epochs} epochs, device {self.ctx.device}")
+                f"|S_E|={len(s.external)}; {self.train.epochs} epochs, {len(self.seeds)} training seed"
+                f"{'s' if len(self.seeds) > 1 else ''} per setting, device {self.ctx.device}")
 
 
 def setup(P) -> Setup:
@@ -42,5 +49,7 @@ def setup(P) -> Setup:
     data = load_dataset(P.data_source, P.data_path, n_pairs=P.n_pairs, image_size=P.image_size,
                         n_variants=P.n_variants, generated_path=P.generated_path, seed=P.seed)
     splits = make_splits(len(data), P.n_candidates, P.n_external, None if P.n_shared < 0 else P.n_shared, seed=P.seed)
+    if P.seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {P.seeds}")
     cfg = TrainConfig(epochs=P.epochs, batch_size=P.batch_size, lr=P.lr, warmup=P.warmup, seed=P.seed)
-    return Setup(data, splits, cfg, ctx)
+    return Setup(data, splits, cfg, ctx, [P.seed + s for s in range(P.seeds)])

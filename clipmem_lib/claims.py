@@ -6,8 +6,10 @@ interval is Student's t over those differences.  :func:`decide` says "holds" whe
 excludes zero in the paper's direction, "fails" when it excludes zero the other way and
 "inconclusive" otherwise, always with one seed.
 
-The single-run rules below it (one function per rule, each taking numbers or frames a chapter has
-already measured and returning a bool) are the book's qualitative checks of one training seed.
+Below it, one function per claim (and per sub-row the chapters show) takes the chapter's per-seed
+results (a dict seed -> score table, or a table with a ``seed`` column) and returns its verdicts.
+Rows that describe rather than test (an "≈", a property true by construction) are observations:
+shown with their interval, verdict "n/a", never counted.
 
 Claims 1–8 are those of the summary page.  The margins (0.02, 0.05, …) are the book's, not the paper's;
 the paper's numbers live in the chapters' tables.
@@ -18,21 +20,17 @@ import dataclasses
 import functools
 import math
 import pathlib
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import yaml
 from scipy import stats
 
-from .removal import claim7_holds
+from .clipmem import clean_vs_miscaptioned, separation_auc, subset_means, top_enrichment
 
-__all__ = ["paper", "Verdict", "paired_interval", "decide", "verdict", "shared_near_zero", "alignment_alone_fails", "unit_range", "claim1_subset_order",
-           "claim2_miscaptioned_highest", "claim2_clean_unchanged", "rare_concepts_memorised",
-           "claim3_clipmem_separates_best", "claim4_text_memorises_more", "claim5_text_side_lowers_memorisation",
-           "claim5_text_side_raises_utility", "claim5_captions_lower_memorisation", "claim5_captions_raise_utility",
-           "balanced_sampling_best", "moderate_noise_std", "claim6_moderate_noise_helps", "claim6_large_noise_hurts",
-           "claim7_holds", "planted_found_first", "dino_memorises_more", "claim8_clip_between", "fig11_moves_later"]
+__all__ = ["paper", "Verdict", "paired_interval", "decide", "verdict", "observation", "sec3_checks", "claim1",
+           "claim2", "rare_concepts", "claim3", "claim4", "claim5_modality", "claim5_captions", "balanced_sampling",
+           "claim6", "claim7", "claim8", "dino_memorises_more", "fig11_moves_later"]
 
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
@@ -67,6 +65,7 @@ class Verdict:
     n_seeds: int
     verdict: str
     reason: str = ""
+    unit: str = ""
 
     def measured(self, fmt: str = "+.3f") -> str:
         """``+0.123 [+0.050, +0.196], 3 seeds`` (or ``…, 1 seed: no interval``)."""
@@ -100,163 +99,195 @@ def decide(low: float, high: float, n: int) -> tuple[str, str]:
     return INCONCLUSIVE, f"the interval [{low:+.3g}, {high:+.3g}] contains zero: seed noise is as large as the effect"
 
 
-def verdict(claim: str, what: str, paper_figure: str, differences, direction: int = 1, level: float = 0.95) -> Verdict:
+def verdict(claim: str, what: str, paper_figure: str, differences, direction: int = 1, level: float = 0.95,
+            unit: str = "") -> Verdict:
     """The verdict on per-seed paired ``differences`` (A − B for each seed); ``direction`` is +1 when the
     paper says A > B and −1 when it says A < B."""
     if direction not in (1, -1):
         raise ValueError(f"direction must be +1 or -1, got {direction!r}")
     mean, low, high, n = paired_interval(direction * np.asarray(differences, dtype=float), level)
     v, why = decide(low, high, n)
-    return Verdict(claim, what, paper_figure, mean, low, high, n, v, why)
+    return Verdict(claim, what, paper_figure, mean, low, high, n, v, why, unit)
 
 
-# --------------------------------------------------------------------- Sec. 3, App. A.2 (01_metric)
-
-def shared_near_zero(means: pd.DataFrame, tol: float = 0.05) -> bool:
-    """Sec. 3: f and g both trained on S_S, so its mean CLIPMem (``means``: :func:`~clipmem_lib.clipmem.subset_means`)
-    is within ``tol`` of 0."""
-    return bool(abs(means.loc["S_S", "clipmem"]) < tol)
+def observation(claim: str, what: str, paper_figure: str, values, unit: str = "", why: str = "") -> Verdict:
+    """A row shown with its interval but not tested (verdict "n/a"): an "≈", or a property by construction."""
+    mean, low, high, n = paired_interval(values)
+    return Verdict(claim, what, paper_figure, mean, low, high, n, "n/a", why, unit)
 
 
-def alignment_alone_fails(means: pd.DataFrame, margin: float = 0.05) -> bool:
-    """Sec. 3 (why Eq. 4 subtracts g): f's mean alignment (Eq. 3) on S_S is at least that on S_C minus
-    ``margin``, so A_align under f alone does not single out S_C (``means`` has ``align_f``)."""
-    return bool(means.loc["S_S", "align_f"] >= means.loc["S_C", "align_f"] - margin)
+def _per_seed(frames: dict, fn) -> np.ndarray:
+    return np.array([fn(frames[s]) for s in sorted(frames)], dtype=float)
 
 
-def unit_range(scores: pd.DataFrame, column: str = "clipmem") -> bool:
-    """App. A.2: range-normalised scores span exactly 1 (hence lie in [−1, 1])."""
-    return bool(np.isclose(scores[column].max() - scores[column].min(), 1.0))
+def _paired(table: pd.DataFrame, column: str, a: str, b: str, label: str = "setting") -> np.ndarray:
+    """Per seed, ``column`` of setting ``a`` minus setting ``b`` (seeds where both ran)."""
+    wide = table.pivot_table(index="seed", columns=label, values=column)
+    return (wide[a] - wide[b]).dropna().to_numpy() if {a, b} <= set(wide.columns) else np.array([])
+
+
+# ----------------------------------------------------------------- Sec. 3, App. A.2 (01_metric)
+
+def sec3_checks(scores: dict) -> list[Verdict]:
+    """Sec. 3 and App. A.2, shown not counted: mean raw CLIPMem of S_S ≈ 0 (f and g both trained on it),
+    f's own alignment of S_S minus S_C (why Eq. 4 subtracts g), and the range of the normalised scores
+    (1 by construction)."""
+    return [observation("", "mean raw CLIPMem of S_S (≈ 0: f and g both trained on it)", "≈ 0",
+                        _per_seed(scores, lambda t: subset_means(t, columns=("clipmem_raw",)).loc["S_S", "clipmem_raw"]),
+                        "raw CLIPMem"),
+            observation("", "f's alignment (Eq. 3): S_S minus S_C (f alone does not single out S_C)", "motivates g",
+                        _per_seed(scores, lambda t: subset_means(t, columns=("align_f",)).align_f.pipe(
+                            lambda a: a["S_S"] - a["S_C"])), "alignment"),
+            observation("", "range of the normalised scores (App. A.2)", "1", _per_seed(
+                scores, lambda t: t.clipmem.max() - t.clipmem.min()), "", "1 by construction: shown, not counted")]
 
 
 # ----------------------------------------------------------------------- Fig. 1, 2 (02_memorisation)
 
-def claim1_subset_order(means: pd.DataFrame, margin: float = 0.02, tol: float = 0.05) -> bool:
-    """Claim 1 (Fig. 2a): mean CLIPMem of S_C exceeds S_S by ``margin``, S_I is negative and S_S and S_E
-    agree within ``tol``."""
-    m = means["clipmem"]
-    return bool(m["S_C"] > m["S_S"] + margin and m["S_I"] < 0 and abs(m["S_S"] - m["S_E"]) < tol)
+def claim1(scores: dict) -> list[Verdict]:
+    """Claim 1 (Fig. 2a) on raw CLIPMem per seed: S_C above S_S, S_I below 0; S_S ≈ S_E is shown."""
+    m = {s: subset_means(t, columns=("clipmem_raw",)).clipmem_raw for s, t in scores.items()}
+    fig = paper("fig2a")
+    return [verdict("1", "mean raw CLIPMem: S_C minus S_S", fig, _per_seed(m, lambda x: x["S_C"] - x["S_S"]),
+                    unit="raw CLIPMem"),
+            verdict("1", "mean raw CLIPMem of S_I (negative: only g saw it)", fig, _per_seed(m, lambda x: x["S_I"]), -1,
+                    unit="raw CLIPMem"),
+            observation("1", "mean raw CLIPMem: S_S minus S_E (≈ 0)", fig, _per_seed(m, lambda x: x["S_S"] - x["S_E"]),
+                        "raw CLIPMem")]
 
 
-def claim2_miscaptioned_highest(fig2b: pd.DataFrame, auc: float, min_auc: float = 0.6) -> bool:
-    """Claim 2 (Fig. 2b): under the poisoned model the mis-captioned pairs score higher on average than
-    the clean S_C pairs, and CLIPMem tells them apart with ROC AUC above ``min_auc`` (``fig2b``, ``auc``:
-    :func:`~clipmem_lib.clipmem.clean_vs_miscaptioned`)."""
-    return bool(fig2b.clipmem.iloc[2] > fig2b.clipmem.iloc[1] and auc > min_auc)
+def claim2(clean: dict, poisoned: dict) -> list[Verdict]:
+    """Claim 2 (Fig. 2b) per seed: under the model trained with planted mis-captions, their mean raw
+    CLIPMem minus the clean S_C pairs'; the clean pairs' change between the clean and the poisoned model
+    is shown (≈ 0)."""
+    bars = {s: clean_vs_miscaptioned(clean[s], poisoned[s])[0].clipmem_raw.to_numpy() for s in clean}
+    p = paper("fig2b")
+    return [verdict("2", "poisoned model: mis-captioned minus clean S_C (raw CLIPMem)",
+                    f"{p['poisoned_miscaptioned']} vs {p['poisoned_clean']}", _per_seed(bars, lambda b: b[2] - b[1]),
+                    unit="raw CLIPMem"),
+            observation("2", "clean S_C: poisoned minus clean model (≈ 0, raw CLIPMem)",
+                        f"{p['clean_model_clean']} → {p['poisoned_clean']}", _per_seed(bars, lambda b: b[1] - b[0]),
+                        "raw CLIPMem")]
 
 
-def claim2_clean_unchanged(fig2b: pd.DataFrame, rel: float = 0.25) -> bool:
-    """Claim 2 (Fig. 2b): adding mis-captions moves the clean S_C pairs' mean raw CLIPMem by less than
-    ``rel`` of its clean-model value."""
-    raw = fig2b.clipmem_raw
-    return bool(abs(raw.iloc[1] - raw.iloc[0]) < rel * abs(raw.iloc[0]))
+def rare_concepts(scores: dict) -> list[Verdict]:
+    """Fig. 1 with the built-in ground truth: the top 10% of S_C by CLIPMem show rarer concepts (mean
+    occurrences in the data) than S_C as a whole.  No verdict on data without concept counts."""
+    if not all("concept_count" in t for t in scores.values()):
+        return []
+    diff = _per_seed(scores, lambda t: top_enrichment(t, ["concept_count"]).loc["concept_count"].pipe(
+        lambda r: r.iloc[0] - r.iloc[1]))
+    return [verdict("", "concept occurrences: top 10% of S_C minus all of S_C", paper("fig1"), diff, -1,
+                    unit="occurrences")]
 
 
-def rare_concepts_memorised(enrich: pd.DataFrame) -> bool:
-    """Fig. 1 (built-in data): the most memorised S_C pairs show rarer concepts than S_C on average
-    (``enrich``: :func:`~clipmem_lib.clipmem.top_enrichment` with ``concept_count``)."""
-    top, everyone = enrich.loc["concept_count"]
-    return bool(top < everyone)
+# ------------------------------------------------------------------- Fig. 3, Sec. 4.3 (03_modalities)
+
+def claim3(both: dict) -> list[Verdict]:
+    """Claim 3 (Fig. 3) per seed: ROC AUC (S_C vs S_S) of CLIPMem minus the better SSLMem (either encoder)."""
+    diff = _per_seed(both, lambda t: separation_auc(t, "clipmem")
+                     - max(separation_auc(t, "sslmem_image"), separation_auc(t, "sslmem_text")))
+    return [verdict("3", "ROC AUC S_C vs S_S: CLIPMem minus the better SSLMem", "single modalities overlap S_S", diff,
+                    unit="ROC AUC")]
 
 
-# ------------------------------------------------------------------------- Fig. 3 (03_modalities)
-
-def claim3_clipmem_separates_best(summary: pd.DataFrame, best: str = "clipmem") -> bool:
-    """Claim 3 (Fig. 3): ``best`` separates S_C from S_S with a higher ROC AUC than every other score
-    of ``summary`` (:func:`~clipmem_lib.clipmem.metric_summary`)."""
-    auc = summary["ROC AUC S_C vs S_S"]
-    return bool(auc[best] > auc.drop(best).max())
-
-
-def claim4_text_memorises_more(summary: pd.DataFrame) -> bool:
-    """Claim 4 (Sec. 4.3): mean SSLMem on S_C is higher for the text encoder than for the image encoder."""
-    mean = summary["mean on S_C"]
-    return bool(mean["sslmem_text"] > mean["sslmem_image"])
+def claim4(both: dict) -> list[Verdict]:
+    """Claim 4 (Sec. 4.3) per seed: mean normalised SSLMem on S_C, text encoder minus image encoder."""
+    p = paper("sslmem_text_vs_image")
+    diff = _per_seed(both, lambda t: t[t.subset == "S_C"].sslmem_text.mean() - t[t.subset == "S_C"].sslmem_image.mean())
+    return [verdict("4", "mean SSLMem on S_C: text minus image encoder", f"{p['text']} vs {p['image']}", diff,
+                    unit="SSLMem")]
 
 
-# ------------------------------------------------------------------------- Table 1 (04_modality)
+# ---------------------------------------------------------------------------- Table 1 (04_modality)
 
-def claim5_text_side_lowers_memorisation(effects: pd.DataFrame) -> bool:
-    """Claim 5 (Table 1): 5 captions (row ``text``) lower mean CLIPMem on S_C more than 5 generated
-    images (row ``image``); ``effects``: :func:`~clipmem_lib.clipmem.setting_effects` against 1 image, 1 caption."""
-    return bool(effects.loc["text", "clipmem"] < effects.loc["image", "clipmem"])
-
-
-def claim5_text_side_raises_utility(effects: pd.DataFrame) -> bool:
-    """Claim 5 (Table 1): 5 captions raise linear-probe accuracy more than 5 generated images."""
-    return bool(effects.loc["text", "lp_acc"] > effects.loc["image", "lp_acc"])
+def _utility(claim, what, paper_figure, table, a, b, direction=1) -> list[Verdict]:
+    return [verdict(claim, f"{what}: linear probe", paper_figure, _paired(table, "lp_acc", a, b), direction,
+                    unit="LP accuracy"),
+            verdict(claim, f"{what}: held-out R@1", "—", _paired(table, "r_at_1", a, b), direction, unit="R@1")]
 
 
-# ------------------------------------------------------------------------ Fig. 4, 11 (05_between)
-
-def dino_memorises_more(ssl_means: pd.DataFrame) -> bool:
-    """Sec. 4.5: mean SSLMem on S_C of the DINO encoder (``sslmem_dino``) exceeds that of CLIP's image
-    encoder (``sslmem_image``)."""
-    return bool(ssl_means.loc["S_C", "sslmem_dino"] > ssl_means.loc["S_C", "sslmem_image"])
-
-
-def claim8_clip_between(values: pd.Series, order: Sequence[str] = ("supervised", "CLIP image", "DINO")) -> bool:
-    """Claim 8 (Fig. 4): a UnitMem figure per model (last-block mean or rise, from
-    :func:`~clipmem_lib.unitmem.layer_summary`) falls strictly along ``order``: CLIP between supervised and SSL."""
-    v = [values[m] for m in order]
-    return bool(all(a > b for a, b in zip(v, v[1:])))
+def claim5_modality(table: pd.DataFrame, base: str = "1 image, 1 caption", text: str = "1 image, 5 captions",
+                    image: str = "5 generated images, 1 caption") -> list[Verdict]:
+    """Claim 5 (Table 1) per seed: augmenting the text side (5 captions) lowers raw CLIPMem on S_C more
+    than augmenting the image side (5 generated images), and raises utility more.  Both are compared to
+    the same baseline, so the differences reduce to text-side minus image-side."""
+    if image not in set(table.setting):
+        return []
+    t1 = paper("table1")
+    return [verdict("5", "raw CLIPMem on S_C: text side minus image side", f"{t1[text][0]} vs {t1[image][0]}",
+                    _paired(table, "clipmem_raw", text, image), -1, unit="raw CLIPMem"),
+            *_utility("5", "text side minus image side", f"{t1[text][1]}% vs {t1[image][1]}%", table, text, image)]
 
 
-def fig11_moves_later(first: float, last: float) -> bool:
-    """Fig. 11: the last layer's share of the top units grows from the first to the last snapshot
-    (:func:`~clipmem_lib.unitmem.last_layer_share`)."""
-    return bool(last > first)
+def claim5_captions(table: pd.DataFrame, few: str, many: str) -> list[Verdict]:
+    """Claim 5 (Fig. 5a) per seed: more captions per image lower raw CLIPMem on S_C and raise utility."""
+    return [verdict("5", f"raw CLIPMem on S_C: {many} minus {few}", paper("fig5a"),
+                    _paired(table, "clipmem_raw", many, few), -1, unit="raw CLIPMem"),
+            *_utility("5", f"{many} minus {few}", paper("fig5a"), table, many, few)]
 
 
-# ------------------------------------------------------------- Fig. 5, Tables 3 and 8 (06_mitigation)
-
-def _ends(table: pd.DataFrame, x: str) -> tuple[pd.Series, pd.Series]:
-    t = table.sort_values(x)
-    return t.iloc[0], t.iloc[-1]
-
-
-def claim5_captions_lower_memorisation(table: pd.DataFrame, x: str = "captions") -> bool:
-    """Claim 5 (Fig. 5a): mean CLIPMem on S_C is lower with the most captions per image than with the fewest."""
-    lo, hi = _ends(table, x)
-    return bool(hi.clipmem < lo.clipmem)
+def balanced_sampling(table: pd.DataFrame, balanced: str = "balanced over 5",
+                      others=("first caption only (baseline)", "random caption of 5")) -> list[Verdict]:
+    """Table 3 per seed: balanced caption sampling's probe accuracy minus the better of the others."""
+    wide = table.pivot_table(index="seed", columns="setting", values="lp_acc")
+    diff = (wide[balanced] - wide[list(others)].max(axis=1)).dropna()
+    t3 = paper("table3")
+    return [verdict("", "LP accuracy: balanced minus the better of first / random", " / ".join(
+        f"{t3[k][2]}%" for k in (balanced, *others)), diff, unit="LP accuracy")]
 
 
-def claim5_captions_raise_utility(table: pd.DataFrame, x: str = "captions") -> bool:
-    """Claim 5 (Fig. 5a): linear-probe accuracy is higher with the most captions than with the fewest."""
-    lo, hi = _ends(table, x)
-    return bool(hi.lp_acc > lo.lp_acc)
-
-
-def balanced_sampling_best(table: pd.DataFrame, best: str = "balanced over 5", label: str = "setting") -> bool:
-    """Table 3: sampling the captions ``best`` gives a higher linear-probe accuracy than every other sampling."""
-    acc = table.set_index(label).lp_acc
-    return bool(acc[best] > acc.drop(best).max())
-
-
-def moderate_noise_std(stds: Sequence[float]) -> float:
-    """Table 8's "moderate" noise: std 0.15 (the paper's best) if swept, else the middle of the sorted grid."""
-    return 0.15 if 0.15 in stds else sorted(stds)[len(stds) // 2]
-
-
-def claim6_moderate_noise_helps(table: pd.DataFrame, moderate: float, x: str = "std") -> bool:
-    """Claim 6 (Fig. 5b, Table 8): noise of std ``moderate`` on the text embeddings lowers mean CLIPMem
-    on S_C and raises linear-probe accuracy, against no noise (std 0)."""
-    t = table.set_index(x)
-    return bool(t.loc[moderate, "clipmem"] < t.loc[0.0, "clipmem"] and t.loc[moderate, "lp_acc"] > t.loc[0.0, "lp_acc"])
-
-
-def claim6_large_noise_hurts(table: pd.DataFrame, moderate: float, x: str = "std") -> bool:
-    """Claim 6 (Fig. 5b, Table 8): the largest noise raises CLIPMem above the ``moderate`` level and
-    lowers linear-probe accuracy below no noise."""
-    t = table.set_index(x)
-    large = t.index.max()
-    return bool(t.loc[large, "clipmem"] > t.loc[moderate, "clipmem"] and t.loc[large, "lp_acc"] < t.loc[0.0, "lp_acc"])
+def claim6(table: pd.DataFrame, none: str, moderate: str, large: str) -> list[Verdict]:
+    """Claim 6 (Table 8) per seed: moderate text noise lowers raw CLIPMem and raises utility against no
+    noise; large noise lowers utility against no noise."""
+    t8 = paper("table8")
+    std = lambda label: float(label.split()[-1])  # noqa: E731 - settings are named "std <value>"
+    fig = lambda label: f"{t8[std(label)][0]}, {t8[std(label)][1]}%" if std(label) in t8 else "—"  # noqa: E731
+    return [verdict("6", f"raw CLIPMem on S_C: {moderate} minus none", f"{fig(none)} → {fig(moderate)}",
+                    _paired(table, "clipmem_raw", moderate, none), -1, unit="raw CLIPMem"),
+            *_utility("6", f"{moderate} minus none", f"{fig(none)} → {fig(moderate)}", table, moderate, none),
+            *_utility("6", f"{large} minus none", f"{fig(none)} → {fig(large)}", table, large, none, -1)]
 
 
 # ------------------------------------------------------------------------------ Fig. 6 (07_removal)
 
-def planted_found_first(counts: pd.DataFrame) -> bool:
-    """Fig. 6: at the largest k, removal by CLIPMem has taken out more planted mis-captions than random
-    removal (``counts``: :func:`~clipmem_lib.removal.planted_counts`)."""
-    last = counts.loc[counts.index.max()]
-    return bool(last["clipmem"] > last["random"])
+def claim7(curve: pd.DataFrame, k_peak: int, k_late: int, data: str = "planted") -> list[Verdict]:
+    """Claim 7 (Fig. 6) per seed on ``data``: removing the ``k_peak`` most memorised pairs beats removing
+    as many at random (probe, R@1); at the larger ``k_late`` it no longer does (the cut-off; direction −).
+    ``k_peak`` must be fixed before looking at the curve (e.g. the number of planted pairs).  Also: the
+    planted pairs among the first ``k_peak`` removed."""
+    part = curve[(curve.data == data) & (curve.k > 0)]
+    at = lambda k: part[part.k == k].rename(columns={"strategy": "setting"})  # noqa: E731
+    fig = paper("fig6")
+    return [*_utility("7", f"{data} data, k = {k_peak}: CLIPMem minus random removal", fig, at(k_peak), "clipmem", "random"),
+            verdict("7", f"{data} data, k = {k_late}: CLIPMem minus random removal, probe (below: the cut-off)",
+                    fig, _paired(at(k_late), "lp_acc", "clipmem", "random"), -1, unit="LP accuracy"),
+            verdict("7", f"planted pairs among the first {k_peak} removed: CLIPMem minus random", "CLIPMem finds them first",
+                    _paired(at(k_peak), "planted_removed", "clipmem", "random"), unit="pairs")]
+
+
+# --------------------------------------------------------------------------- Sec. 4.5 (05_between)
+
+def claim8(layers: dict) -> list[Verdict]:
+    """Claim 8 (Fig. 4) per seed on the last block's mean UnitMem (``layers``: seed ->
+    :func:`~clipmem_lib.unitmem.layer_summary`): supervised above CLIP, CLIP above DINO."""
+    fig = paper("fig4")
+    return [verdict("8", "last-block UnitMem: supervised minus CLIP", fig,
+                    _per_seed(layers, lambda t: t.loc["supervised", "last"] - t.loc["CLIP image", "last"]), unit="UnitMem"),
+            verdict("8", "last-block UnitMem: CLIP minus DINO", fig,
+                    _per_seed(layers, lambda t: t.loc["CLIP image", "last"] - t.loc["DINO", "last"]), unit="UnitMem")]
+
+
+def dino_memorises_more(ssl: dict) -> list[Verdict]:
+    """Sec. 4.5 per seed: mean SSLMem on S_C, DINO's encoder minus CLIP's image encoder."""
+    p = paper("sslmem_clip_vs_dino")
+    diff = _per_seed(ssl, lambda t: t[t.subset == "S_C"].sslmem_dino.mean() - t[t.subset == "S_C"].sslmem_image.mean())
+    return [verdict("", "mean SSLMem on S_C: DINO minus CLIP image encoder", f"{p['dino']} vs {p['clip']}", diff,
+                    unit="SSLMem")]
+
+
+def fig11_moves_later(shares: dict) -> list[Verdict]:
+    """Fig. 11 per seed: share of the top-1% UnitMem units in the last block, last snapshot minus first
+    (``shares``: seed -> (first, last) from :func:`~clipmem_lib.unitmem.last_layer_share`)."""
+    return [verdict("", "top-1% units in the last block: last minus first snapshot", paper("fig11"),
+                    _per_seed(shares, lambda fl: fl[1] - fl[0]), unit="share")]

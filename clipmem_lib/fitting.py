@@ -31,7 +31,7 @@ from .train import TrainConfig, train_clip
 from .vision import Encoder, VisionConfig, first_level_targets, train_dino, train_supervised, vision_tower
 
 __all__ = ["TrainedModel", "ClipJob", "VisionJob", "fit", "fit_many", "fit_clip", "fit_vision", "fg_jobs",
-           "fit_f_and_g"]
+           "fit_f_and_g", "fit_f_and_g_seeds"]
 
 
 @dataclasses.dataclass
@@ -256,3 +256,11 @@ def fit_f_and_g(data: PairData, splits: Splits, model_name: str = "clipmem-tiny"
     """f and g of Eq. 4 (:func:`fg_jobs`), cached."""
     f, g = fit_many(fg_jobs(data, splits, model_name, config, coupled=coupled), ctx, force=force)
     return f, g
+
+
+def fit_f_and_g_seeds(data: PairData, splits: Splits, model_name: str, configs: dict[int, TrainConfig], *,
+                      ctx: Context | None = None) -> dict[int, tuple[TrainedModel, TrainedModel]]:
+    """f and g of Eq. 4 once per training seed (``configs``: seed -> config, e.g. ``Setup.seeded()``), all
+    trained in one :func:`fit_many` sweep."""
+    models = fit_many([j for cfg in configs.values() for j in fg_jobs(data, splits, model_name, cfg)], ctx)
+    return {s: (f, g) for s, f, g in zip(configs, models[::2], models[1::2])}

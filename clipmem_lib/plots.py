@@ -26,7 +26,7 @@ from .runtime import timed
 __all__ = ["BOOK_STYLE", "WIDTH", "MAX_WIDTH", "subset_distributions", "score_histograms", "clean_vs_poisoned", "gallery",
            "alignment_scatter", "metric_comparison", "memorisation_vs_frequency", "pair_explorer", "pair_table",
            "unitmem_per_layer", "unitmem_tracking", "memorisation_and_utility", "removal_curves",
-           "settings_comparison"]
+           "settings_comparison", "forest"]
 
 BOOK_STYLE = dict(context="notebook", style="whitegrid", palette="colorblind",
                   rc={"figure.dpi": 100, "savefig.dpi": 100, "font.size": 11, "axes.titlesize": 12,
@@ -292,3 +292,35 @@ def settings_comparison(table: pd.DataFrame, columns: dict[str, str], *, label: 
     fig.suptitle(title)
     fig.tight_layout()
     return axes
+
+
+VERDICT_COLOURS = {"holds": "#1b9e77", "fails": "#d95f02", "inconclusive": "#7f7f7f"}
+
+
+@timed("plotting")
+def forest(rows: pd.DataFrame, title: str = "Every tested effect with its 95% interval over paired seeds"):
+    """The summary's forest plot: one line per tested row (effect signed so that right of 0 is the paper's
+    direction, with its interval), one panel per unit, coloured by verdict."""
+    tested = rows[rows.verdict.isin(list(VERDICT_COLOURS))].reset_index(drop=True)
+    units = list(dict.fromkeys(tested.unit.fillna("")))
+    heights = [max(1, (tested.unit == u).sum()) for u in units]
+    fig, axes = plt.subplots(len(units), 1, figsize=(MAX_WIDTH, 0.42 * sum(heights) + 0.9 * len(units)),
+                             gridspec_kw=dict(height_ratios=heights), squeeze=False)
+    for ax, unit in zip(axes[:, 0], units):
+        part = tested[tested.unit == unit].iloc[::-1]
+        y = np.arange(len(part))
+        for yi, (_, r) in zip(y, part.iterrows()):
+            c = VERDICT_COLOURS[r.verdict]
+            if np.isfinite(r.low) and np.isfinite(r.high):
+                ax.plot([r.low, r.high], [yi, yi], color=c, lw=2.2)
+            ax.plot(r.effect, yi, "o", color=c, ms=6)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(y, [textwrap.shorten(f"{r.claim or '–'}: {r.what}", 70, placeholder=" …") for _, r in part.iterrows()],
+                      fontsize=9)
+        ax.set_xlabel(f"effect in the paper's direction ({unit or 'score'})", fontsize=9)
+        ax.set_ylim(-0.7, len(part) - 0.3)
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items()]
+    fig.legend(handles=handles, loc="upper right", ncols=3, frameon=False)
+    fig.suptitle(title, x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig

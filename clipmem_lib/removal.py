@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["STRATEGIES", "ORDERINGS", "removal_order", "detection_counts", "doubling_grid", "without", "peak_and_cutoff", "peak_table", "describe_peak",
-           "claim7_holds", "planted_counts"]
+           "planted_counts"]
 
 STRATEGIES = ("clipmem", "random", "similarity")  # retrained by default (Fig. 6)
 ORDERINGS = STRATEGIES + ("similarity_f", "oracle")
@@ -95,15 +95,6 @@ def describe_peak(row) -> str:
     """Fig. 6 in words, from one row of :func:`peak_table` (or a :func:`peak_and_cutoff` dict)."""
     cut = "no cut-off on the grid" if pd.isna(row["cutoff_k"]) else f"below random from k = {int(row['cutoff_k'])}"
     return f"peak at k = {int(row['peak_k'])} ({row['peak_gain']:+.3f} vs random), {cut}"
-
-
-def claim7_holds(curve: pd.DataFrame, metric: str = "lp_acc") -> bool:
-    """Claim 7 (Fig. 6): removing the highest-CLIPMem pairs first beats random removal at its peak
-    (``peak_gain`` > 0) and beats no removal there, and falls below random removal at a later k."""
-    p = peak_and_cutoff(curve, metric)
-    before = curve.loc[curve.k == 0, metric].iloc[0]
-    best = curve.loc[(curve.strategy == "clipmem") & (curve.k == p["peak_k"]), metric].iloc[0]
-    return bool(p["peak_gain"] > 0 and best > before and p["cutoff_k"] is not None and p["cutoff_k"] > p["peak_k"])
 
 
 def planted_counts(curve: pd.DataFrame) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """Paper-vs-this-run tables: every notebook ends with one, and the summary page gathers them all.
 
-A row holds the paper's number (from ../shared/paper/REFERENCE.md), the measured one, and whether
-the paper's qualitative claim held in this run.  Tables are saved as CSV beside the executed
+A row holds the paper's figure (clipmem_lib/paper.yaml), this run's effect with its 95% interval over
+paired training seeds, and the verdict (:mod:`clipmem_lib.claims`): holds, fails, inconclusive, or n/a
+for rows that report numbers without testing them.  Tables are saved as CSV beside the executed
 notebooks so the closing "Reproduction summary" can collect them.
 """
 from __future__ import annotations
@@ -11,25 +12,28 @@ import pathlib
 
 import pandas as pd
 
-from .claims import paper
+from .claims import Verdict, paper
 from .store import output_path
 
-__all__ = ["claim", "claims_table", "save_claims", "load_claims", "verdict", "held_counts", "claim_status",
-           "show"]
+__all__ = ["COLUMNS", "verdict_rows", "value_row", "claims_table", "save_claims", "load_claims", "counts",
+           "claim_status", "show"]
+
+COLUMNS = ["section", "claim", "what", "paper", "this run", "verdict", "effect", "low", "high", "n_seeds", "unit",
+           "reason"]
+TESTED = ("holds", "fails", "inconclusive")
 
 
-COLUMNS = ["section", "claim", "what", "paper", "this run", "held"]
+def verdict_rows(section: str, verdicts: list[Verdict]) -> list[dict]:
+    """Table rows of :class:`~clipmem_lib.claims.Verdict` s: effect ± interval over seeds and the verdict."""
+    return [{"section": section, "claim": v.claim, "what": v.what, "paper": v.paper, "this run": v.measured(),
+             "verdict": v.verdict, "effect": v.effect, "low": v.low, "high": v.high, "n_seeds": v.n_seeds,
+             "unit": v.unit, "reason": v.reason} for v in verdicts]
 
 
-def verdict(held: bool | None) -> str:
-    """'yes', 'no' or 'n/a' (no qualitative claim, or not measurable at this scale)."""
-    return "n/a" if held is None else ("yes" if held else "no")
-
-
-def claim(section: str, what: str, paper: str, measured: str, held: bool | None, claim_id: str = "") -> dict:
-    """One row of a paper-vs-this-run table."""
-    return {"section": section, "claim": claim_id, "what": what, "paper": paper, "this run": measured,
-            "held": verdict(held)}
+def value_row(section: str, what: str, paper_figure: str, measured: str, claim_id: str = "") -> dict:
+    """A row that reports numbers beside the paper's and tests nothing (verdict "n/a")."""
+    return {"section": section, "claim": claim_id, "what": what, "paper": paper_figure, "this run": measured,
+            "verdict": "n/a"}
 
 
 def claims_table(rows: list[dict]) -> pd.DataFrame:
@@ -51,28 +55,38 @@ def load_claims(results_dir: str | os.PathLike) -> pd.DataFrame:
     files = sorted(output_path(results_dir).glob("*.csv"))
     if not files:
         return claims_table([])
-    return pd.concat([pd.read_csv(f, keep_default_na=False, dtype=str) for f in files], ignore_index=True)
+    rows = pd.concat([pd.read_csv(f, keep_default_na=False, dtype=str) for f in files], ignore_index=True)
+    for col in ("effect", "low", "high", "n_seeds"):
+        rows[col] = pd.to_numeric(rows[col], errors="coerce")
+    return rows
 
 
-def held_counts(rows: pd.DataFrame) -> tuple[int, int]:
-    """(rows with a qualitative check, rows whose check held) of the gathered tables."""
-    checked = rows[rows.held != "n/a"]
-    return len(checked), int((checked.held == "yes").sum())
+def counts(rows: pd.DataFrame) -> dict[str, int]:
+    """How many rows were tested, and how many of them hold, fail or are inconclusive."""
+    tested = rows[rows.verdict.isin(TESTED)]
+    return {"tested": len(tested), **{v: int((tested.verdict == v).sum()) for v in TESTED}}
 
 
 def claim_status(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per paper claim: "held" when all its checked rows held, "did not hold" when none did,
-    "held in part" otherwise, or "not measured" when no chapter checked it."""
+    """One row per paper claim: "holds" when every tested row of it holds, "fails" when every one fails,
+    "holds in part" when some hold, "inconclusive" otherwise; with the fewest seeds behind it."""
     def status(cid):
-        part = rows[(rows.claim == cid) & (rows.held != "n/a")]
+        part = rows[(rows.claim == cid) & rows.verdict.isin(TESTED)]
         if part.empty:
-            return "not measured in this book yet"
-        return "held" if (part.held == "yes").all() else ("did not hold" if (part.held == "no").all() else "held in part")
+            return "not measured in this book yet", ""
+        v = set(part.verdict)
+        word = ("holds" if v == {"holds"} else "fails" if v == {"fails"} else "holds in part" if "holds" in v
+                else "inconclusive")
+        return word, f"{len(part)} rows, {int(part.n_seeds.min())} seeds or more"
 
     stated = paper("claims")
-    return pd.DataFrame({"#": list(stated), "claim": list(stated.values()), "this run": [status(c) for c in stated]})
+    found = [status(c) for c in stated]
+    return pd.DataFrame({"#": list(stated), "claim": list(stated.values()), "this run": [f[0] for f in found],
+                         "behind it": [f[1] for f in found]})
 
 
 def show(table: pd.DataFrame):
-    """A paper-vs-this-run table for display: every cell in full (pandas would cut long text), no index."""
-    return table.style.hide(axis="index").format(escape="html")  # "S_I < 0" must stay text
+    """A paper-vs-this-run table for display: every cell in full (pandas would cut long text), no index,
+    without the numeric columns kept for the summary's forest plot."""
+    shown = table.drop(columns=[c for c in ("effect", "low", "high", "n_seeds", "unit", "reason") if c in table])
+    return shown.style.hide(axis="index").format(escape="html")  # "S_I < 0" must stay text

@@ -28,7 +28,8 @@ lr: float = 0.0012  # peak learning rate (paper: 1.2e-3)
 warmup: float = 0.05  # warm-up fraction of the steps (paper: 5 of 100 epochs)
 n_crops: int = 8  # crops averaged in Eq. 3's first term
 n_test: int = 127  # test pairs from S_E in Eq. 3 (paper: N-1, i.e. 127)
-seed: int = 0  # one seed for data, split, initialisation and batch order
+seed: int = 0  # seed of the data and the split, and the first training seed
+seeds: int = 1  # training seeds per setting, paired across settings (cpu profile: 3); verdicts need at least 2
 device: str = "cpu"  # "cpu" or "cuda"
 num_workers: int = 0  # DataLoader workers decoding image files while training (paper profile: 8)
 n_jobs: int = 1  # CPU trainings of a sweep run side by side in worker processes (GPU runs go one at a time)
@@ -54,7 +55,7 @@ removal_captions: str = "first"  # captions of f and its retrainings: "first" (F
 
 # What chapter.setup reads: data, splits, training recipe and where and how to run.
 RUN = ["data_source", "data_path", "n_pairs", "image_size", "n_variants", "generated_path", "n_candidates",
-       "n_external", "n_shared", "model", "epochs", "batch_size", "lr", "warmup", "n_crops", "n_test", "seed",
+       "n_external", "n_shared", "model", "epochs", "batch_size", "lr", "warmup", "n_crops", "n_test", "seed", "seeds",
        "device", "num_workers", "n_jobs", "runs_dir", "results_dir", "progress"]
 
 # Each chapter's own parameters after RUN, with any default of its own (None: the schema's).

@@ -60,18 +60,25 @@ def noise_settings(base: TrainConfig, stds: Sequence[float], at: str = "raw") ->
 
 
 def compare_settings(data: PairData, splits: Splits, configs: dict[str, TrainConfig], probe: PairData, *,
+                     seeds: Sequence[int] = (), repeat: Sequence[str] | None = None,
                      model_name: str = "clipmem-tiny", n_crops: int = 8, n_test: int | None = 127,
                      probe_seeds=(0, 1, 2), seed: int = 0, ctx: Context | None = None) -> pd.DataFrame:
-    """One row per training setting (Table 1, Fig. 5a, Table 3, Table 8): an f/g pair trained with it,
-    its memorisation of S_C (:func:`~clipmem_lib.clipmem.candidate_summary`), f's utility (linear probe
-    on ``probe``, R@1 on S_E) and, with text noise, f's final noise-to-signal ratio."""
-    jobs = [j for cfg in configs.values() for j in fg_jobs(data, splits, model_name, cfg)]
-    models = fit_many(jobs, ctx)
+    """One row per training setting and training seed (Table 1, Fig. 5a, Table 3, Table 8): an f/g pair
+    trained with it, its memorisation of S_C (:func:`~clipmem_lib.clipmem.candidate_summary`), f's utility
+    (linear probe on ``probe``, R@1 on S_E) and, with text noise, f's final noise-to-signal ratio.
+
+    ``seeds``: the training seeds (paired: the same seed gives every setting the same initialisation and
+    batch order); empty means each config's own.  Settings named in ``repeat`` (default: all) run at every
+    seed, the others at the first only.  ``seed`` fixes the evaluation (crops, test pairs)."""
+    plan = [(label, s) for label in configs for s in (seeds or [configs[label].seed])
+            if repeat is None or label in repeat or s == (seeds or [configs[label].seed])[0]]
+    cfgs = [dataclasses.replace(configs[label], seed=s) for label, s in plan]
+    models = fit_many([j for cfg in cfgs for j in fg_jobs(data, splits, model_name, cfg)], ctx)
     rows = []
-    for label, f, g in zip(configs, models[::2], models[1::2]):
+    for (label, s), f, g in zip(plan, models[::2], models[1::2]):
         scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, ctx=ctx)
         use = utility(f, probe, data, splits.external, seeds=probe_seeds, ctx=ctx)
-        rows.append(dict(setting=label, **candidate_summary(scores), **use,
+        rows.append(dict(setting=label, seed=s, **candidate_summary(scores), **use,
                          noise_to_signal=f.history[-1].get("noise_to_signal", 0.0), f=f.key, g=g.key))
     return pd.DataFrame(rows)
 

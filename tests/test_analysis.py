@@ -4,10 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clipmem_lib import claims
 from clipmem_lib.clipmem import (candidate_summary, clean_vs_miscaptioned, metric_summary, separation_auc,
                                  setting_effects, subset_means, top_count, top_enrichment)
-from clipmem_lib.removal import claim7_holds, describe_peak, peak_table, planted_counts
+from clipmem_lib.removal import describe_peak, peak_table, planted_counts
 from clipmem_lib.sslmem import top_overlap
 from clipmem_lib.unitmem import last_layer_share, layer_summary
 
@@ -144,94 +143,6 @@ def test_peak_table_and_description():
     assert describe_peak(out.loc[("planted", "lp_acc")]).endswith("no cut-off on the grid")
 
 
-def test_claim7_rule():
-    assert claim7_holds(removal_frame([0.52, 0.55, 0.49, 0.40], [0.5] * 4))
-    assert not claim7_holds(removal_frame([0.52, 0.55, 0.49, 0.40], [0.5] * 4, base=0.56))  # peak below no removal
-    assert not claim7_holds(removal_frame([0.6] * 4, [0.5] * 4))                            # no cut-off on the grid
-    assert not claim7_holds(removal_frame([0.45, 0.48, 0.49, 0.40], [0.5] * 4, base=0.4))   # never beats random
-    assert not claim7_holds(removal_frame([0.4, 0.55, 0.49, 0.40], [0.5] * 4))              # cut-off before the peak
-    assert claims.claim7_holds is claim7_holds
-
-
-def test_planted_counts_and_rule():
+def test_planted_counts():
     counts = planted_counts(removal_frame([0.5] * 4, [0.5] * 4))
     assert counts.index.tolist() == [0, 10, 20, 40, 80] and counts.loc[80].tolist() == [10, 8]
-    assert claims.planted_found_first(counts)
-    assert not claims.planted_found_first(counts.assign(random=counts.clipmem))
-
-
-# -------------------------------------------------------------------------------------- claims.py
-
-def test_sec3_rules():
-    means = pd.DataFrame({"clipmem": [0.04, 0.3], "align_f": [0.50, 0.54]}, index=["S_S", "S_C"])
-    assert claims.shared_near_zero(means) and not claims.shared_near_zero(means.assign(clipmem=[-0.06, 0.3]))
-    assert claims.alignment_alone_fails(means)                       # 0.50 >= 0.54 - 0.05
-    assert not claims.alignment_alone_fails(means.assign(align_f=[0.5, 0.56]))
-    assert claims.unit_range(pd.DataFrame({"clipmem": [-0.25, 0.75, 0.1]}))
-    assert not claims.unit_range(pd.DataFrame({"clipmem": [-0.25, 0.5]}))
-
-
-def test_claim1_rule():
-    m = pd.DataFrame({"clipmem": [0.01, 0.04, -0.1, 0.0]}, index=["S_S", "S_C", "S_I", "S_E"])
-    assert claims.claim1_subset_order(m)
-    assert not claims.claim1_subset_order(m.assign(clipmem=[0.01, 0.03, -0.1, 0.0]))   # S_C within 0.02 of S_S
-    assert not claims.claim1_subset_order(m.assign(clipmem=[0.01, 0.04, 0.01, 0.0]))   # S_I not negative
-    assert not claims.claim1_subset_order(m.assign(clipmem=[0.01, 0.4, -0.1, 0.07]))   # S_S and S_E 0.06 apart
-
-
-def test_claim2_and_fig1_rules():
-    bars = pd.DataFrame({"clipmem": [0.44, 0.44, 0.59], "clipmem_raw": [1.0, 1.2, 2.0]})
-    assert claims.claim2_miscaptioned_highest(bars, 0.7) and not claims.claim2_miscaptioned_highest(bars, 0.6)
-    assert not claims.claim2_miscaptioned_highest(bars.assign(clipmem=[0.44, 0.6, 0.59]), 0.9)
-    assert claims.claim2_clean_unchanged(bars)                          # 0.2 < 0.25 x 1.0
-    assert not claims.claim2_clean_unchanged(bars.assign(clipmem_raw=[1.0, 1.3, 2.0]))
-    enrich = pd.DataFrame({"top": [1.5, 0.5], "all": [10.5, 0.1]}, index=["concept_count", "is_atypical"])
-    assert claims.rare_concepts_memorised(enrich)
-    assert not claims.rare_concepts_memorised(enrich.assign(top=[11.0, 0.5]))
-
-
-def test_claim3_claim4_rules():
-    s = pd.DataFrame({"ROC AUC S_C vs S_S": [0.6, 0.7, 0.9], "mean on S_C": [0.17, 0.21, 0.4]},
-                     index=["sslmem_image", "sslmem_text", "clipmem"])
-    assert claims.claim3_clipmem_separates_best(s) and claims.claim4_text_memorises_more(s)
-    assert not claims.claim3_clipmem_separates_best(s.assign(**{"ROC AUC S_C vs S_S": [0.6, 0.9, 0.9]}))
-    assert not claims.claim4_text_memorises_more(s.assign(**{"mean on S_C": [0.21, 0.21, 0.4]}))
-
-
-def test_claim5_rules():
-    effects = pd.DataFrame({"clipmem": [-0.015, -0.014], "lp_acc": [0.0177, 0.0149]}, index=["text", "image"])
-    assert claims.claim5_text_side_lowers_memorisation(effects) and claims.claim5_text_side_raises_utility(effects)
-    swapped = effects.iloc[::-1].set_axis(["text", "image"])
-    assert not claims.claim5_text_side_lowers_memorisation(swapped)
-    assert not claims.claim5_text_side_raises_utility(swapped)
-    fig5a = pd.DataFrame({"captions": [5, 1, 3], "clipmem": [0.40, 0.44, 0.5], "lp_acc": [0.66, 0.63, 0.6]})
-    assert claims.claim5_captions_lower_memorisation(fig5a) and claims.claim5_captions_raise_utility(fig5a)
-    assert not claims.claim5_captions_lower_memorisation(fig5a.assign(clipmem=[0.45, 0.44, 0.0]))
-    assert not claims.claim5_captions_raise_utility(fig5a.assign(lp_acc=[0.63, 0.63, 0.9]))
-
-
-def test_table3_rule():
-    t3 = pd.DataFrame({"setting": ["first caption only (baseline)", "random caption of 5", "balanced over 5"],
-                       "lp_acc": [0.6311, 0.6244, 0.6488]})
-    assert claims.balanced_sampling_best(t3)
-    assert not claims.balanced_sampling_best(t3.assign(lp_acc=[0.6488, 0.6244, 0.6488]))
-
-
-def test_claim6_rules():
-    assert claims.moderate_noise_std([0.0, 0.05, 0.15, 1.0]) == 0.15
-    assert claims.moderate_noise_std([1.0, 0.0, 0.1, 0.5]) == 0.5  # middle of [0, 0.1, 0.5, 1]
-    t8 = pd.DataFrame({"std": [0.0, 0.15, 1.0], "clipmem": [0.438, 0.417, 0.504], "lp_acc": [0.631, 0.653, 0.519]})
-    assert claims.claim6_moderate_noise_helps(t8, 0.15) and claims.claim6_large_noise_hurts(t8, 0.15)
-    assert not claims.claim6_moderate_noise_helps(t8.assign(lp_acc=[0.631, 0.62, 0.519]), 0.15)
-    assert not claims.claim6_large_noise_hurts(t8.assign(clipmem=[0.438, 0.417, 0.41]), 0.15)
-    assert not claims.claim6_large_noise_hurts(t8.assign(lp_acc=[0.631, 0.653, 0.64]), 0.15)
-
-
-def test_sec45_claim8_fig11_rules():
-    ssl = pd.DataFrame({"sslmem_image": [0.209], "sslmem_dino": [0.279]}, index=["S_C"])
-    assert claims.dino_memorises_more(ssl) and not claims.dino_memorises_more(ssl.assign(sslmem_dino=0.2))
-    v = pd.Series({"supervised": 0.9, "CLIP image": 0.5, "DINO": 0.2, "CLIP text": 1.0})
-    assert claims.claim8_clip_between(v)
-    assert not claims.claim8_clip_between(v.replace({0.2: 0.5}))  # ties are not an order
-    assert not claims.claim8_clip_between(pd.Series({"supervised": 0.4, "CLIP image": 0.5, "DINO": 0.2}))
-    assert claims.fig11_moves_later(0.2, 0.5) and not claims.fig11_moves_later(0.5, 0.5)

@@ -3,6 +3,7 @@ one seed never holds, and the paper's numbers come from the package's data file.
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from clipmem_lib import claims
@@ -49,3 +50,80 @@ def test_paper_numbers_come_from_the_data_file():
     assert set(claims.paper("claims")) == {str(i) for i in range(1, 9)}
     with pytest.raises(KeyError, match="table9"):
         claims.paper("table9")
+
+
+# ------------------------------------------------------------------ the claims on per-seed results
+
+def scores_frame(seed, c_shift, i_shift=-0.1, mis=None):
+    """A tiny score table for one seed: raw CLIPMem by subset, with S_C raised by ``c_shift``."""
+    rng = np.random.default_rng(seed)
+    subsets = np.repeat(["S_S", "S_C", "S_I", "S_E"], 10)
+    raw = rng.normal(0, 0.01, 40) + np.where(subsets == "S_C", c_shift, 0) + np.where(subsets == "S_I", i_shift, 0)
+    mis = np.zeros(40, bool) if mis is None else mis
+    return pd.DataFrame(dict(index=np.arange(40), subset=subsets, clipmem_raw=raw, clipmem=raw / np.ptp(raw),
+                             align_f=raw + 0.5, is_miscaptioned=mis))
+
+
+def test_claim1_holds_fails_and_shows_the_approximate_equality():
+    held = claims.claim1({s: scores_frame(s, 0.2) for s in range(3)})
+    assert [v.verdict for v in held] == ["holds", "holds", "n/a"]
+    assert held[0].effect == pytest.approx(0.2, abs=0.02) and held[0].unit == "raw CLIPMem"
+    reverse = claims.claim1({s: scores_frame(s, -0.2, i_shift=0.1) for s in range(3)})
+    assert [v.verdict for v in reverse[:2]] == ["fails", "fails"]
+    assert claims.claim1({0: scores_frame(0, 0.2)})[0].verdict == "inconclusive"  # one seed
+
+
+def test_claim2_on_the_poisoned_model():
+    mis = np.zeros(40, bool)
+    mis[10:13] = True  # three S_C pairs mis-captioned
+    clean = {s: scores_frame(s, 0.1) for s in range(3)}
+    poisoned = {s: scores_frame(s, 0.1).assign(clipmem_raw=lambda t: t.clipmem_raw + 0.3 * mis, is_miscaptioned=mis)
+                for s in range(3)}
+    v = claims.claim2(clean, poisoned)
+    assert v[0].verdict == "holds" and v[0].effect == pytest.approx(0.3, abs=0.02) and v[1].verdict == "n/a"
+
+
+def test_claims_on_settings_tables_pair_by_seed():
+    rows = []
+    for s in range(4):
+        noise = 0.002 * (s - 1.5)  # shared by every setting of a seed: pairing removes it
+        for setting, raw, lp, r1 in [("1 image, 1 caption", 0.40, 0.85, 0.15), ("1 image, 5 captions", 0.20, 0.88, 0.2),
+                                     ("5 generated images, 1 caption", 0.38, 0.86, 0.14)]:
+            rows.append(dict(setting=setting, seed=s, clipmem_raw=raw + noise, lp_acc=lp + noise, r_at_1=r1 + noise))
+    t = pd.DataFrame(rows)
+    v = claims.claim5_modality(t)
+    assert [x.verdict for x in v] == ["holds", "holds", "holds"]  # text lowers more; LP and R@1 rise more
+    assert v[0].effect == pytest.approx(0.18) and v[1].effect == pytest.approx(0.02) and v[0].n_seeds == 4
+    assert claims.claim5_modality(t[t.setting != "5 generated images, 1 caption"]) == []  # COCO without generated
+    c = claims.claim5_captions(t, "1 image, 1 caption", "1 image, 5 captions")
+    assert [x.verdict for x in c] == ["holds", "holds", "holds"]
+
+
+def test_claim6_with_a_noisy_grid_is_inconclusive():
+    rows = [dict(setting=f"std {std}", seed=s, clipmem_raw=0.4 + d + 0.05 * (-1) ** s, lp_acc=0.8 - d,
+                 r_at_1=0.1 - d) for s in range(3) for std, d in [(0, 0), (0.15, 0.01), (0.5, 0.05)]]
+    v = claims.claim6(pd.DataFrame(rows), "std 0", "std 0.15", "std 0.5")
+    assert v[0].verdict == "fails"  # moderate noise raised raw CLIPMem by 0.01 at every seed
+    assert v[1].verdict == "fails" and v[3].verdict == "holds"  # moderate lowered utility; large lowers it
+    assert "0.438" in v[0].paper and "0.417" in v[0].paper  # the paper's figures for std 0 and 0.15
+
+
+def test_claim7_at_fixed_k_and_the_cut_off():
+    rows = []
+    for s in range(3):
+        for k, gain in [(20, 0.02), (80, -0.03)]:
+            for strategy, lp in [("clipmem", 0.8 + gain), ("random", 0.8)]:
+                rows.append(dict(data="planted", seed=s, k=k, strategy=strategy, lp_acc=lp + 0.001 * s,
+                                 r_at_1=0.1 + gain + 0.001 * s if strategy == "clipmem" else 0.1 + 0.001 * s,
+                                 planted_removed=15 if strategy == "clipmem" else 2))
+    v = claims.claim7(pd.DataFrame(rows), 20, 80)
+    assert [x.verdict for x in v] == ["holds", "holds", "holds", "holds"]
+    assert v[2].effect == pytest.approx(0.03) and v[3].effect == pytest.approx(13)
+
+
+def test_claim8_orders_the_last_block():
+    layers = {s: pd.DataFrame({"last": [0.5 + 0.01 * s, 0.3, 0.1]}, index=["supervised", "CLIP image", "DINO"])
+              for s in range(3)}
+    assert [v.verdict for v in claims.claim8(layers)] == ["holds", "holds"]
+    swapped = {s: t.rename(index={"supervised": "DINO", "DINO": "supervised"}) for s, t in layers.items()}
+    assert [v.verdict for v in claims.claim8(swapped)] == ["fails", "fails"]

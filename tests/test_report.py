@@ -1,15 +1,29 @@
-"""Paper-vs-this-run tables: verdict wording, CSV round trip in notebook order, full-text HTML display."""
-from clipmem_lib import report
+"""Paper-vs-this-run tables: verdict rows, CSV round trip in notebook order, the per-claim summary, and
+full-text HTML display."""
+import pytest
+
+from clipmem_lib import claims, report
 
 
 def test_claim_tables_round_trip_and_display(tmp_path):
-    rows = [report.claim("Fig. 2a", "S_I < 0 and a long description " * 3, "0.4", "0.2", True, "1"),
-            report.claim("Fig. 2b", "no verdict", "0.438", "0.170", None)]
+    held = claims.verdict("1", "S_I < 0 and a long description " * 3, "0.4", [0.2, 0.21, 0.19])
+    rows = report.verdict_rows("Fig. 2a", [held]) + [report.value_row("Fig. 2b", "no verdict", "0.438", "0.170")]
     report.save_claims(report.claims_table(rows), "02_x", tmp_path)
     report.save_claims(report.claims_table(rows[:1]), "01_x", tmp_path)
     back = report.load_claims(tmp_path)
-    assert back.section.tolist() == ["Fig. 2a", "Fig. 2a", "Fig. 2b"] and back.held.tolist() == ["yes", "yes", "n/a"]
+    assert back.section.tolist() == ["Fig. 2a", "Fig. 2a", "Fig. 2b"]
+    assert back.verdict.tolist() == ["holds", "holds", "n/a"] and back.effect.iloc[0] == pytest.approx(0.2)
     assert not list(tmp_path.glob(".*.tmp"))
     html = report.show(back).to_html()
-    assert "S_I &lt; 0 and a long description S_I &lt; 0" in html  # escaped, not truncated
-    assert report.verdict(False) == "no" and report.load_claims(tmp_path / "none").empty
+    assert "S_I &lt; 0 and a long description S_I &lt; 0" in html and "effect" not in html  # escaped, not cut
+    assert report.load_claims(tmp_path / "none").empty
+
+
+def test_summary_per_claim_and_counts():
+    v = [claims.verdict("5", "a", "", [0.1, 0.12, 0.11]), claims.verdict("5", "b", "", [0.1, -0.2, 0.05]),
+         claims.verdict("6", "c", "", [-0.1, -0.12, -0.11]), claims.observation("1", "d", "", [0.0, 0.01])]
+    rows = report.claims_table(report.verdict_rows("x", v))
+    assert report.counts(rows) == {"tested": 3, "holds": 1, "fails": 1, "inconclusive": 1}
+    status = report.claim_status(rows).set_index("#")["this run"]
+    assert status["5"] == "holds in part" and status["6"] == "fails"
+    assert status["1"] == "not measured in this book yet"  # an observation is not a test
