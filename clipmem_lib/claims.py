@@ -54,7 +54,8 @@ def paper(*path):
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     """One claim row: the paper's figure, this run's effect with its 95% interval over paired seeds,
-    and the verdict.  ``effect`` is signed so that positive is the paper's direction."""
+    and the verdict.  ``effect``, ``low`` and ``high`` are signed so that positive is the paper's
+    direction; ``direction`` (+1 or −1) turns them back into the measured difference A − B."""
 
     claim: str
     what: str
@@ -66,12 +67,14 @@ class Verdict:
     verdict: str
     reason: str = ""
     unit: str = ""
+    direction: int = 1
 
     def measured(self, fmt: str = "+.3f") -> str:
-        """``+0.123 [+0.050, +0.196], 3 seeds`` (or ``…, 1 seed: no interval``)."""
+        """The measured difference A − B: ``+0.123 [+0.050, +0.196], 3 seeds`` (or ``…, 1 seed: no interval``)."""
+        mean, ends = self.direction * self.effect, sorted([self.direction * self.low, self.direction * self.high])
         if self.n_seeds < 2:
-            return f"{self.effect:{fmt}}, 1 seed: no interval"
-        return f"{self.effect:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}], {self.n_seeds} seeds"
+            return f"{mean:{fmt}}, 1 seed: no interval"
+        return f"{mean:{fmt}} [{ends[0]:{fmt}}, {ends[1]:{fmt}}], {self.n_seeds} seeds"
 
 
 def paired_interval(differences, level: float = 0.95) -> tuple[float, float, float, int]:
@@ -107,7 +110,7 @@ def verdict(claim: str, what: str, paper_figure: str, differences, direction: in
         raise ValueError(f"direction must be +1 or -1, got {direction!r}")
     mean, low, high, n = paired_interval(direction * np.asarray(differences, dtype=float), level)
     v, why = decide(low, high, n)
-    return Verdict(claim, what, paper_figure, mean, low, high, n, v, why, unit)
+    return Verdict(claim, what, paper_figure, mean, low, high, n, v, why, unit, direction)
 
 
 def observation(claim: str, what: str, paper_figure: str, values, unit: str = "", why: str = "") -> Verdict:
@@ -163,10 +166,10 @@ def claim2(clean: dict, poisoned: dict) -> list[Verdict]:
     bars = {s: clean_vs_miscaptioned(clean[s], poisoned[s])[0].clipmem_raw.to_numpy() for s in clean}
     p = paper("fig2b")
     return [verdict("2", "poisoned model: mis-captioned minus clean S_C (raw CLIPMem)",
-                    f"{p['poisoned_miscaptioned']} vs {p['poisoned_clean']}", _per_seed(bars, lambda b: b[2] - b[1]),
+                    f"{p['poisoned_miscaptioned']:.3f} vs {p['poisoned_clean']:.3f}", _per_seed(bars, lambda b: b[2] - b[1]),
                     unit="raw CLIPMem"),
             observation("2", "clean S_C: poisoned minus clean model (≈ 0, raw CLIPMem)",
-                        f"{p['clean_model_clean']} → {p['poisoned_clean']}", _per_seed(bars, lambda b: b[1] - b[0]),
+                        f"{p['clean_model_clean']:.3f} → {p['poisoned_clean']:.3f}", _per_seed(bars, lambda b: b[1] - b[0]),
                         "raw CLIPMem")]
 
 

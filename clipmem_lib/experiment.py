@@ -10,14 +10,14 @@ Cached fitting (fitting.py), cached measurement (measure.py), sweeps (sweeps.py)
 (chapter.py) and the run context (runtime.py) live apart; this module only re-exports them.
 """
 from .chapter import Setup, setup
-from .fitting import ClipJob, TrainedModel, VisionJob, fg_jobs, fit, fit_clip, fit_f_and_g, fit_many, fit_vision
+from .fitting import ClipJob, TrainedModel, VisionJob, fg_jobs, fit, fit_clip, fit_f_and_g, fit_f_and_g_seeds, fit_many, fit_vision
 from .measure import (encoder_diagnostics, model_embeddings, pair_similarity, score_clipmem, score_sslmem,
                       training_losses, unitmem_during_training, unitmem_layers, unitmem_of_models, utility)
 from .runtime import Context
 from .sweeps import compare_settings, removal_curve
 
 __all__ = ["Setup", "setup", "Context", "TrainedModel", "ClipJob", "VisionJob", "fit", "fit_many", "fit_clip",
-           "fit_vision", "fg_jobs", "fit_f_and_g", "model_embeddings", "score_clipmem", "pair_similarity",
+           "fit_vision", "fg_jobs", "fit_f_and_g", "fit_f_and_g_seeds", "model_embeddings", "score_clipmem", "pair_similarity",
            "score_sslmem", "utility", "unitmem_layers", "unitmem_of_models", "unitmem_during_training",
            "training_losses", "encoder_diagnostics", "compare_settings",
            "removal_curve"]

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import pathlib
 
+import numpy as np
 import pandas as pd
 
 from .claims import Verdict, paper
 from .store import output_path
 
-__all__ = ["COLUMNS", "verdict_rows", "value_row", "claims_table", "save_claims", "load_claims", "counts",
+__all__ = ["COLUMNS", "verdict_rows", "signature", "value_row", "claims_table", "save_claims", "load_claims", "counts",
            "claim_status", "show"]
 
 COLUMNS = ["section", "claim", "what", "paper", "this run", "verdict", "effect", "low", "high", "n_seeds", "unit",
@@ -34,6 +35,13 @@ def value_row(section: str, what: str, paper_figure: str, measured: str, claim_i
     """A row that reports numbers beside the paper's and tests nothing (verdict "n/a")."""
     return {"section": section, "claim": claim_id, "what": what, "paper": paper_figure, "this run": measured,
             "verdict": "n/a"}
+
+
+def signature(table: pd.DataFrame) -> list[str]:
+    """``claim:verdict:sign of the effect`` per row with an effect: what nbval compares between runs."""
+    sign = {1.0: "+", -1.0: "-", 0.0: "0"}
+    return [f"{r.claim or '-'}:{r.verdict}:{sign.get(float(np.sign(r.effect)), '?')}"
+            for r in table.itertuples() if np.isfinite(r.effect)]
 
 
 def claims_table(rows: list[dict]) -> pd.DataFrame:

@@ -127,3 +127,9 @@ def test_claim8_orders_the_last_block():
     assert [v.verdict for v in claims.claim8(layers)] == ["holds", "holds"]
     swapped = {s: t.rename(index={"supervised": "DINO", "DINO": "supervised"}) for s, t in layers.items()}
     assert [v.verdict for v in claims.claim8(swapped)] == ["fails", "fails"]
+
+
+def test_measured_text_shows_the_difference_as_measured_and_the_effect_the_paper_s_way():
+    v = claims.verdict("6", "noise lowers CLIPMem", "", [-0.05, -0.06, -0.04], direction=-1)
+    assert v.verdict == "holds" and v.effect == pytest.approx(0.05) and v.low > 0
+    assert v.measured().startswith("-0.050 [-0.075, -0.025]")
