@@ -14,7 +14,7 @@ import torch
 
 from .data import PairData
 
-__all__ = ["create_model", "model_for", "image_size", "model_config", "CaptionTokenizer", "PAPER_MODELS"]
+__all__ = ["create_model", "model_for", "layerwise_model", "image_size", "model_config", "CaptionTokenizer", "PAPER_MODELS"]
 
 CONFIG_DIR = pathlib.Path(__file__).with_name("model_configs")
 PAPER_MODELS = ("ViT-B-32", "ViT-B-16", "ViT-L-14")
@@ -29,6 +29,15 @@ def model_config(name: str) -> dict:
         raise ValueError(f"unknown model config {name!r}; known here: {', '.join(known)} "
                          f"(or any name in open_clip.list_models())")
     return copy.deepcopy(cfg)
+
+
+DEEPER = {"clipmem-tiny": "clipmem-deep"}  # 2 blocks make no per-layer curve (Fig. 4, 11)
+
+
+def layerwise_model(name: str, override: str = "") -> str:
+    """The config for per-layer figures: ``override`` if given, else a deeper sibling of ``name`` if it
+    has one (clipmem-tiny -> clipmem-deep), else ``name``."""
+    return override or DEEPER.get(name, name)
 
 
 def image_size(model) -> int:

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["STRATEGIES", "ORDERINGS", "removal_order", "detection_counts", "doubling_grid", "without", "peak_and_cutoff", "peak_table", "describe_peak",
+__all__ = ["STRATEGIES", "ORDERINGS", "removal_order", "detection_counts", "nearest_k", "first_k_covering", "doubling_grid", "without", "peak_and_cutoff", "peak_table", "describe_peak",
            "planted_counts"]
 
 STRATEGIES = ("clipmem", "random", "similarity")  # retrained by default (Fig. 6)
@@ -51,6 +51,18 @@ def detection_counts(pool: pd.DataFrame, ks: Sequence[int], orderings=ORDERINGS,
     orders = {s: removal_order(pool, s, seed) for s in orderings}
     return pd.DataFrame({s: [sum(planted[i] for i in orders[s][:k]) for k in ks] for s in orderings},
                         index=pd.Index(list(ks), name="k"))
+
+
+def nearest_k(ks, target: float) -> int:
+    """The grid value closest to ``target`` (the smaller on a tie): e.g. the k nearest the number of
+    planted mis-captions, fixed before any curve is seen."""
+    return int(min(sorted(ks), key=lambda k: abs(k - target)))
+
+
+def first_k_covering(ks, n: int) -> int:
+    """The first grid value ≥ ``n`` (the largest if none is)."""
+    ks = sorted(ks)
+    return int(next((k for k in ks if k >= n), ks[-1]))
 
 
 def doubling_grid(pool_size: int, fractions: Sequence[float]) -> list[int]:

@@ -18,7 +18,7 @@ from .splits import Splits
 from .train import TrainConfig
 
 __all__ = ["table1_settings", "caption_settings", "sampling_settings", "noise_settings", "compare_settings",
-           "removal_curve"]
+           "at_seed", "removal_curve", "removal_curve_seeds", "stack"]
 
 TABLE1 = ("1 image, 1 caption", "1 generated image, 1 caption", "5 generated images, 1 caption", "1 image, 5 captions",
           "5 generated images, 5 captions")
@@ -83,12 +83,18 @@ def compare_settings(data: PairData, splits: Splits, configs: dict[str, TrainCon
     return pd.DataFrame(rows)
 
 
+def at_seed(table: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The rows of one training seed (what a chapter's figures show), without the ``seed`` column."""
+    return table[table.seed == seed].drop(columns="seed").reset_index(drop=True)
+
+
 def removal_curve(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, probe: PairData,
                   fractions=(0.05, 0.1, 0.2, 0.4), *, strategies=STRATEGIES, n_crops: int = 8,
                   n_test: int | None = 127, probe_seeds=(0, 1, 2), seed: int = 0,
                   ctx: Context | None = None) -> pd.DataFrame:
     """Fig. 6 / 7: remove the first k pairs of S_C by each strategy (highest CLIPMem, random, lowest
-    image–caption similarity under g; see :func:`~clipmem_lib.removal.removal_order`) from f's training set, retrain f with its own architecture and config, and measure utility.
+    image–caption similarity under g; see :func:`~clipmem_lib.removal.removal_order`) from f's training
+    set, retrain f with its own architecture and config, and measure utility.
 
     k runs over ``fractions`` of |S_C|; k = 0 is f itself.  Returns one row per (strategy, k) with
     ``lp_acc``, ``lp_std``, ``r_at_1`` and ``planted_removed`` (pairs with ``is_miscaptioned``).
@@ -109,3 +115,21 @@ def removal_curve(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
              for (s, k, gone), m in zip(plan, retrained)]
     use = {m.key: utility(m, probe, data, splits.external, seeds=probe_seeds, ctx=ctx) for m in [f, *retrained]}
     return pd.DataFrame([{**r, **use[r["model"]]} for r in rows])
+
+
+def removal_curve_seeds(runs: dict, data: PairData, splits: Splits, probe: PairData, fractions=(0.05, 0.1, 0.2, 0.4), *,
+                        later_fractions=None, later_strategies=("clipmem", "random"), strategies=STRATEGIES,
+                        ctx: Context | None = None, **kw) -> pd.DataFrame:
+    """:func:`removal_curve` for each seed's f and g (``runs``: seed -> (f, g)), with a ``seed`` column.
+    The first seed runs the whole grid; the later seeds only ``later_fractions`` (default: all) and
+    ``later_strategies``: the points a verdict compares, which keeps the retrainings down."""
+    seeds = list(runs)
+    return pd.concat([removal_curve(*runs[s], data, splits, probe, fractions if s == seeds[0] else
+                                    (later_fractions or fractions),
+                                    strategies=strategies if s == seeds[0] else later_strategies, ctx=ctx, **kw)
+                      .assign(seed=s) for s in seeds], ignore_index=True)
+
+
+def stack(frames: dict[str, pd.DataFrame], name: str = "data") -> pd.DataFrame:
+    """One table from several (e.g. the clean and the planted removal curves), keyed by a ``name`` column."""
+    return pd.concat([t.assign(**{name: key}) for key, t in frames.items()], ignore_index=True)

@@ -187,3 +187,19 @@ def test_removal_retrains_with_f_s_own_architecture(monkeypatch):
     monkeypatch.setattr(sweeps, "utility", lambda m, *a, **k: dict(lp_acc=0.5, lp_std=0.0, r_at_1=0.1))
     curve = sweeps.removal_curve(f, g, data, splits, data, [0.2])
     assert sent and {j.model_name for j in sent} == {"clipmem-small"} and len(curve) == 6
+
+
+def test_grid_helpers_for_fixed_k():
+    from clipmem_lib.removal import first_k_covering, nearest_k
+
+    assert nearest_k([20, 40, 80], 20) == 20 and nearest_k([20, 40, 80], 30) == 20 and nearest_k([20, 40, 80], 61) == 80
+    assert first_k_covering([20, 40, 80], 25) == 40 and first_k_covering([20, 40, 80], 100) == 80
+
+
+def test_stack_and_at_seed():
+    from clipmem_lib.sweeps import at_seed, stack
+
+    t = pd.DataFrame(dict(seed=[0, 1, 0], x=[1, 2, 3]))
+    assert at_seed(t, 0).x.tolist() == [1, 3] and "seed" not in at_seed(t, 0)
+    both = stack({"clean": t, "planted": t})
+    assert both.data.tolist() == ["clean"] * 3 + ["planted"] * 3
