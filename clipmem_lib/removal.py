@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["STRATEGIES", "ORDERINGS", "removal_order", "detection_counts", "nearest_k", "first_k_covering", "doubling_grid", "without", "peak_and_cutoff", "peak_table", "describe_peak",
+__all__ = ["STRATEGIES", "ORDERINGS", "removal_order", "detection_counts", "nearest", "nearest_k", "first_k_covering", "doubling_grid", "without", "peak_and_cutoff", "peak_table", "describe_peak",
            "planted_counts"]
 
 STRATEGIES = ("clipmem", "random", "similarity")  # retrained by default (Fig. 6)
@@ -53,10 +53,15 @@ def detection_counts(pool: pd.DataFrame, ks: Sequence[int], orderings=ORDERINGS,
                         index=pd.Index(list(ks), name="k"))
 
 
+def nearest(values, target: float):
+    """The grid value closest to ``target`` (the smaller on a tie), fixed before any result is seen: the
+    k nearest the number of planted mis-captions, or the noise std nearest the paper's best (0.15)."""
+    return min(sorted(values), key=lambda v: abs(v - target))
+
+
 def nearest_k(ks, target: float) -> int:
-    """The grid value closest to ``target`` (the smaller on a tie): e.g. the k nearest the number of
-    planted mis-captions, fixed before any curve is seen."""
-    return int(min(sorted(ks), key=lambda k: abs(k - target)))
+    """:func:`nearest` for a grid of k."""
+    return int(nearest(ks, target))
 
 
 def first_k_covering(ks, n: int) -> int:

@@ -192,6 +192,9 @@ def test_removal_retrains_with_f_s_own_architecture(monkeypatch):
 def test_grid_helpers_for_fixed_k():
     from clipmem_lib.removal import first_k_covering, nearest_k
 
+    from clipmem_lib.removal import nearest
+
+    assert nearest([0.0, 0.01, 0.05, 0.1, 0.15, 0.2, 1.0], 0.15) == 0.15 and nearest([0.0, 0.1, 0.5], 0.15) == 0.1
     assert nearest_k([20, 40, 80], 20) == 20 and nearest_k([20, 40, 80], 30) == 20 and nearest_k([20, 40, 80], 61) == 80
     assert first_k_covering([20, 40, 80], 25) == 40 and first_k_covering([20, 40, 80], 100) == 80
 
