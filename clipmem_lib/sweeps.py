@@ -18,7 +18,7 @@ from .splits import Splits
 from .train import TrainConfig
 
 __all__ = ["table1_settings", "caption_settings", "sampling_settings", "noise_settings", "compare_settings",
-           "at_seed", "removal_curve", "removal_curve_seeds", "stack"]
+           "at_seed", "removal_pool", "removal_curve", "removal_curve_seeds", "stack"]
 
 TABLE1 = ("1 image, 1 caption", "1 generated image, 1 caption", "5 generated images, 1 caption", "1 image, 5 captions",
           "5 generated images, 5 captions")
@@ -88,6 +88,16 @@ def at_seed(table: pd.DataFrame, seed: int) -> pd.DataFrame:
     return table[table.seed == seed].drop(columns="seed").reset_index(drop=True)
 
 
+def removal_pool(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, *, n_crops: int = 8,
+                 n_test: int | None = 127, seed: int = 0, ctx: Context | None = None) -> pd.DataFrame:
+    """Fig. 6's pool: the S_C rows of f and g's CLIPMem table, with each pair's image–caption similarity
+    under g (``sim_g``, the baseline: g never saw S_C) and under f (``sim_f``)."""
+    scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, ctx=ctx)
+    pool = scores[scores.subset == "S_C"].reset_index(drop=True)
+    return pool.assign(sim_g=pair_similarity(g, data, pool["index"], ctx=ctx),
+                       sim_f=pair_similarity(f, data, pool["index"], ctx=ctx))
+
+
 def removal_curve(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, probe: PairData,
                   fractions=(0.05, 0.1, 0.2, 0.4), *, strategies=STRATEGIES, n_crops: int = 8,
                   n_test: int | None = 127, probe_seeds=(0, 1, 2), seed: int = 0,
@@ -99,12 +109,9 @@ def removal_curve(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
     k runs over ``fractions`` of |S_C|; k = 0 is f itself.  Returns one row per (strategy, k) with
     ``lp_acc``, ``lp_std``, ``r_at_1`` and ``planted_removed`` (pairs with ``is_miscaptioned``).
     """
-    scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, ctx=ctx)
-    pool = scores[scores.subset == "S_C"].reset_index(drop=True)
-    pool["sim_g"] = pair_similarity(g, data, pool["index"], ctx=ctx)  # g never saw S_C (the baseline)
-    pool["sim_f"] = pair_similarity(f, data, pool["index"], ctx=ctx)
+    pool = removal_pool(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, ctx=ctx)
     ks = doubling_grid(len(pool), fractions)
-    orders = {s: removal_order(pool, s, seed) for s in strategies}
+    orders = {s: removal_order(pool, s, f.config.seed) for s in strategies}  # random: a new draw per training seed
     plan = [(s, k, orders[s][:k]) for s in strategies for k in ks]
     jobs = [ClipJob(data, without(splits.f_indices, gone), f.model_name, f.config, tokenizer=f.tokenizer,
                     desc=f"f without {k} ({s})") for s, k, gone in plan]

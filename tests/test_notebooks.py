@@ -8,9 +8,8 @@ import sys
 
 import nbformat
 import pytest
-import pandas as pd
 
-from clipmem_lib import book
+from clipmem_lib import book, report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -24,8 +23,10 @@ def test_all_notebooks_run_at_the_smoke_profile_and_the_book_builds_strictly(tmp
     assert sorted(p.stem for p in out.glob("*.ipynb")) == stems
     tables = sorted(p.stem for p in (out / "results").glob("*.csv"))
     assert tables == [s for s in stems if s != "99_summary"]
-    rows = pd.concat([pd.read_csv(p, keep_default_na=False) for p in (out / "results").glob("*.csv")])
-    assert {"paper", "this run", "held"} <= set(rows.columns) and set(rows.held) <= {"yes", "no", "n/a"}
+    rows = report.load_claims(out / "results")
+    assert {"paper", "this run", "verdict", "effect", "low", "high", "n_seeds"} <= set(rows.columns)
+    assert set(rows.verdict) <= {"holds", "fails", "inconclusive", "n/a"}
+    assert set(rows.n_seeds.dropna()) == {1, 2} and set(rows[rows.verdict != "n/a"].claim) >= set("12345678")
     summary = nbformat.read(out / "99_summary.ipynb", as_version=4)
     assert summary.metadata.papermill.parameters["results_dir"] == str(out / "results")
     figures = sum("image/png" in o.get("data", {}) for c in nbformat.read(out / "02_memorisation.ipynb", 4).cells
