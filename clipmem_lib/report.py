@@ -38,10 +38,11 @@ def value_row(section: str, what: str, paper_figure: str, measured: str, claim_i
 
 
 def signature(table: pd.DataFrame) -> list[str]:
-    """``claim:verdict:sign of the effect`` per row with an effect: what nbval compares between runs."""
+    """``claim:verdict:sign of the effect`` per tested row: what nbval compares between runs (observations,
+    whose effects are ≈ 0 by nature, would flip sign with float rounding, so they are left out)."""
     sign = {1.0: "+", -1.0: "-", 0.0: "0"}
     return [f"{r.claim or '-'}:{r.verdict}:{sign.get(float(np.sign(r.effect)), '?')}"
-            for r in table.itertuples() if np.isfinite(r.effect)]
+            for r in table.itertuples() if r.verdict in TESTED and np.isfinite(r.effect)]
 
 
 def claims_table(rows: list[dict]) -> pd.DataFrame:
