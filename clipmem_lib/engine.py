@@ -18,7 +18,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = ["EpochConfig", "decay_groups", "lr_at", "epoch_order", "epoch_generator", "fit_epochs"]
 
