@@ -35,6 +35,7 @@ def test_all_notebooks_run_at_the_smoke_profile_and_the_book_builds_strictly(tmp
 
     for f in ("_config.yml", "_toc.yml", "book/intro.md"):
         shutil.copy(ROOT / f, tmp_path / f)
+    shutil.copytree(ROOT / "_static", tmp_path / "_static")
     jb = pathlib.Path(sys.executable).parent / "jupyter-book"
     build = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n", "--keep-going"], capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
