@@ -167,7 +167,8 @@ def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None
 def timing_table(out_dir):
     """Seconds per chapter of the last run into ``out_dir``: wall time, and the library's own time in
     training, embeddings (Eq. 3's crops), probing, UnitMem and plotting; "other" is the rest (kernel
-    start, data, scoring, figure rendering)."""
+    start, data, scoring, figure rendering).  "training (workers)" sums the worker processes of a
+    parallel sweep (``n_jobs`` > 1), whose wall time is already under "training"."""
     import pandas as pd
 
     rows = [json.loads(line) for f in sorted((pathlib.Path(out_dir) / "timings").glob("*.jsonl"))
@@ -175,7 +176,7 @@ def timing_table(out_dir):
     if not rows:
         raise FileNotFoundError(f"no timings in {out_dir}/timings: run the book first")
     t = pd.DataFrame(rows).pivot_table(index="chapter", columns="category", values="seconds", aggfunc="sum", fill_value=0)
-    t = t.reindex(columns=["wall", *CATEGORIES], fill_value=0.0)
+    t = t.reindex(columns=["wall", *CATEGORIES, "training (workers)"], fill_value=0.0)
     t["other"] = t["wall"] - t[list(CATEGORIES)].sum(axis=1)
     t.loc["total"] = t.sum()
     return t.round(0)

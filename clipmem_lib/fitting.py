@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .data import PairData
 from .models import CaptionTokenizer, model_for, tokenizer_for
-from .runtime import Context
+from .runtime import Context, timer
 from .splits import Splits
 from .store import config_key
 from .train import TrainConfig, train_clip
@@ -210,7 +210,7 @@ def fit_many(jobs: Sequence[Job], ctx: Context | None = None, *, force: bool = F
     if len(missing) > 1 and ctx.n_jobs > 1 and not cuda:
         threads = max(1, (os.cpu_count() or 1) // ctx.n_jobs)
         quiet = ctx.replace(progress=False)
-        with concurrent.futures.ProcessPoolExecutor(min(ctx.n_jobs, len(missing)),
+        with timer("training"), concurrent.futures.ProcessPoolExecutor(min(ctx.n_jobs, len(missing)),
                                                     mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_fit_in_worker, threads, j, quiet, force) for j in missing]
             for fut in tqdm(concurrent.futures.as_completed(futures), total=len(futures), disable=not ctx.progress,

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import multiprocessing
 import os
 import time
 
@@ -17,7 +18,7 @@ import torch
 
 from .store import RunStore, output_path
 
-__all__ = ["Context", "default_device", "resolve_device", "timed", "TIMINGS_ENV", "CHAPTER_ENV", "CATEGORIES"]
+__all__ = ["Context", "default_device", "resolve_device", "timer", "timed", "TIMINGS_ENV", "CHAPTER_ENV", "CATEGORIES"]
 
 TIMINGS_ENV, CHAPTER_ENV = "CLIPMEM_TIMINGS", "CLIPMEM_CHAPTER"  # set by the book runner (book.py)
 CATEGORIES = ("training", "embeddings", "probing", "unitmem", "plotting")
@@ -25,7 +26,9 @@ _open: list[float] = []  # time spent in nested timed calls, per open call
 
 
 @contextlib.contextmanager
-def _timer(category: str):
+def timer(category: str):
+    """Context manager form of :func:`timed`.  In a worker process (``n_jobs`` > 1) the category gets
+    " (workers)": those seconds run beside the chapter's own and are reported apart."""
     path = os.environ.get(TIMINGS_ENV)
     if not path:
         yield
@@ -38,6 +41,8 @@ def _timer(category: str):
         inner, total = _open.pop(), time.perf_counter() - start
         if _open:
             _open[-1] += total  # a nested call's time is its own, not its caller's
+        if multiprocessing.parent_process() is not None:
+            category += " (workers)"
         with open(path, "a") as fh:
             fh.write(json.dumps(dict(chapter=os.environ.get(CHAPTER_ENV, ""), category=category,
                                      seconds=total - inner)) + "\n")
@@ -49,7 +54,7 @@ def timed(category: str):
     def wrap(fn):
         @functools.wraps(fn)
         def inner(*args, **kwargs):
-            with _timer(category):
+            with timer(category):
                 return fn(*args, **kwargs)
         return inner
     return wrap

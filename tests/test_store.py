@@ -128,3 +128,19 @@ def test_fit_vision_cache_hit_does_not_retrain(tmp_path, monkeypatch, scenes_140
     assert d.key != a.key  # same data and config, another objective: another entry
     with pytest.raises(ValueError, match="kind must be"):
         fit_vision("mae", data, range(128), config=cfg, ctx=ctx)
+
+
+def test_timings_count_each_call_once(tmp_path, monkeypatch):
+    """A nested timed call's seconds are its own, not also its caller's (benchmarks/book_profile.py)."""
+    import json
+    import time
+
+    from clipmem_lib.runtime import CHAPTER_ENV, TIMINGS_ENV, timed
+
+    log = tmp_path / "t.jsonl"
+    monkeypatch.setenv(TIMINGS_ENV, str(log))
+    monkeypatch.setenv(CHAPTER_ENV, "x")
+    inner = timed("embeddings")(lambda: time.sleep(0.05))
+    timed("training")(lambda: (time.sleep(0.05), inner()))()
+    rows = {r["category"]: r["seconds"] for r in map(json.loads, log.read_text().splitlines())}
+    assert 0.05 <= rows["embeddings"] < 0.09 and 0.05 <= rows["training"] < 0.09
