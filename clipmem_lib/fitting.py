@@ -203,9 +203,14 @@ def fit_many(jobs: Sequence[Job], ctx: Context | None = None, *, force: bool = F
     changes float rounding, so a model trained in a worker matches a sequential one to rounding.
     """
     ctx = ctx or Context()
-    ident = lambda j: (j.kind, config_key(j.key()))  # noqa: E731
-    stored = lambda j: ctx.store.entry(j.kind, j.key())  # noqa: E731
-    missing = list({ident(j): j for j in jobs if force or stored(j) is None or j.missing_from(stored(j))}.values())
+    keys = [j.key() for j in jobs]  # hashes the indices and captions: once per job
+    idents = [(j.kind, config_key(k)) for j, k in zip(jobs, keys)]
+    todo = {}
+    for j, k, i in zip(jobs, keys, idents):
+        path = None if force else ctx.store.entry(j.kind, k)
+        if i not in todo and (path is None or j.missing_from(path)):
+            todo[i] = j
+    missing = list(todo.values())
     cuda = ctx.device is not None and str(ctx.device).startswith("cuda")
     if len(missing) > 1 and ctx.n_jobs > 1 and not cuda:
         threads = max(1, (os.cpu_count() or 1) // ctx.n_jobs)
@@ -217,8 +222,8 @@ def fit_many(jobs: Sequence[Job], ctx: Context | None = None, *, force: bool = F
                             desc=f"{len(missing)} trainings, {ctx.n_jobs} at a time"):
                 fut.result()  # a failed job raises here; the finished ones stay in the store
         force = False  # all of them are stored now
-    done = {ident(j): fit(j, ctx, force=force) for j in missing}
-    return [done.get(ident(j)) or fit(j, ctx) for j in jobs]
+    done = {i: fit(j, ctx, force=force) for i, j in todo.items()}
+    return [done.get(i) or fit(j, ctx) for j, i in zip(jobs, idents)]
 
 
 def fit_clip(data: PairData, indices: Sequence[int], model_name: str = "clipmem-tiny",
