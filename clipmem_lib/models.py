@@ -14,21 +14,41 @@ import torch
 
 from .data import PairData
 
-__all__ = ["create_model", "model_for", "layerwise_model", "image_size", "model_config", "CaptionTokenizer", "PAPER_MODELS"]
+__all__ = ["create_model", "model_for", "layerwise_model", "image_size", "model_config", "sized", "base_name",
+           "CaptionTokenizer", "PAPER_MODELS"]
 
 CONFIG_DIR = pathlib.Path(__file__).with_name("model_configs")
 PAPER_MODELS = ("ViT-B-32", "ViT-B-16", "ViT-L-14")
 open_clip.add_model_config(CONFIG_DIR)
 
 
+def sized(name: str, size: int | None) -> str:
+    """``name`` with its image side set to ``size`` pixels (``"clipmem-tiny@64"``), or ``name`` if None:
+    a config name, so the side is part of every store key (``--image-size`` of ``clipmem audit``)."""
+    return name if size is None else f"{base_name(name)}@{int(size)}"
+
+
+def base_name(name: str) -> str:
+    """The open_clip config behind a :func:`sized` name."""
+    return name.split("@", 1)[0]
+
+
 def model_config(name: str) -> dict:
-    """The open_clip config dict of ``name`` (a registered tiny config or an open_clip model)."""
-    cfg = open_clip.get_model_config(name)
+    """The open_clip config dict of ``name`` (a registered tiny config or an open_clip model; a
+    :func:`sized` name changes the image side, which must be a multiple of the patch size)."""
+    base, _, size = name.partition("@")
+    cfg = open_clip.get_model_config(base)
     if cfg is None:
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.json")) + list(PAPER_MODELS)
-        raise ValueError(f"unknown model config {name!r}; known here: {', '.join(known)} "
+        raise ValueError(f"unknown model config {base!r}; known here: {', '.join(known)} "
                          f"(or any name in open_clip.list_models())")
-    return copy.deepcopy(cfg)
+    cfg = copy.deepcopy(cfg)
+    if size:
+        patch = cfg["vision_cfg"].get("patch_size", 1)
+        if not size.isdigit() or int(size) < patch or int(size) % patch:
+            raise ValueError(f"image size {size!r} of {name!r}: needs a positive multiple of {base}'s patch size {patch}")
+        cfg["vision_cfg"]["image_size"] = int(size)
+    return cfg
 
 
 DEEPER = {"clipmem-tiny": "clipmem-deep"}  # 2 blocks make no per-layer curve (Fig. 4, 11)
@@ -111,7 +131,7 @@ def tokenizer_for(name: str, data: PairData | None = None, trim: bool | None = N
     trimmed to the tokens of ``data``'s captions and the context to its longest caption, so the text
     tower does no work on padding."""
     ctx = model_config(name)["text_cfg"].get("context_length", 77)
-    trim = (CONFIG_DIR / f"{name}.json").exists() if trim is None else trim
+    trim = (CONFIG_DIR / f"{base_name(name)}.json").exists() if trim is None else trim
     if not (trim and data is not None):
         return CaptionTokenizer(ctx)
     corpus = [c for cs in data.captions for c in cs]

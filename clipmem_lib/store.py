@@ -37,6 +37,7 @@ VERSIONS = {
     "clipmem": 3,           # 2: typed parquet table; 3: an S_E pair is not its own test pair
     "unitmem": 3,           # 2: typed parquet table; 3: numpy's median for mu_-max (mean of the middle two)
     "unitmem_tracking": 4,  # as unitmem; 4: read from the snapshots of the one training
+    "crossfit": 1,          # audit.score_crossfit: cross-fitted CLIPMem of every pair
 }
 OUTPUT_ENV = "CLIPMEM_OUTPUT_DIR"  # tests set it, so relative run and result folders go to a temporary place
 

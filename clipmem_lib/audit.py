@@ -1,0 +1,248 @@
+"""Auditing a user's own image–caption data: cross-fitted CLIPMem gives *every* pair a score.
+
+The paper's protocol (Sec. 4.1) scores only S_C, a tenth of the data.  Cross-fitting scores them all:
+split the pairs into K folds and train model k on every fold but k.  For a pair i in fold k,
+
+    seen(i)     = mean over j ≠ k of A_align(model_j, i)   (Eq. 3; model j trained on i)
+    unseen(i)   = A_align(model_k, i)                      (model k never saw i)
+    CLIPMem(i)  = seen(i) − unseen(i)                       (Eq. 4 with S_C = the pair's fold, no S_I)
+
+Eq. 3's test pairs for model j come from fold j, which model j never saw; a pair is left out of its
+own test set.  Scores are range-normalised over all pairs (Appendix A.2).
+
+Beside it, the baselines of the detection benchmark (``09_audit``): the CLIP score under a model
+trained on all the data, the same under the model that did not see the pair, and a LEMoN-style
+neighbour score (Zhang et al., ICML 2025), all "higher = more suspect".
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from .clipmem import alignment_scores, positions_in_test_set, range_normalise, sample_test_pairs
+from .data import PairData
+from .fitting import ClipJob, TrainedModel
+from .measure import model_embeddings
+from .runtime import Context
+from .train import TrainConfig
+
+__all__ = ["MIN_PER_FOLD", "assign_folds", "crossfit_jobs", "fold_tests", "crossfit_alignment", "score_crossfit",
+           "neighbour_scores", "detection_metrics", "detection_table", "check_images", "report_html", "write_audit"]
+
+MIN_PER_FOLD = 2  # Eq. 3 needs a test pair besides the scored one
+
+
+def assign_folds(n: int, n_folds: int, seed: int = 0) -> np.ndarray:
+    """The fold (0..K−1) of each of ``n`` pairs: a seeded random partition into K folds whose sizes
+    differ by at most one."""
+    if not isinstance(n_folds, (int, np.integer)) or not 2 <= n_folds <= 10:
+        raise ValueError(f"folds must be an integer from 2 to 10, got {n_folds!r}")
+    if n < MIN_PER_FOLD * n_folds:
+        raise ValueError(f"{n} pairs are too few for {n_folds} folds: each fold needs at least {MIN_PER_FOLD} "
+                         f"pairs, so at least {MIN_PER_FOLD * n_folds}")
+    folds = np.arange(n) % n_folds
+    return np.random.default_rng([seed, 11]).permutation(folds)
+
+
+def crossfit_jobs(data: PairData, folds: np.ndarray, model_name: str = "clipmem-tiny",
+                  config: TrainConfig = TrainConfig()) -> list[ClipJob]:
+    """Job k trains on every pair outside fold k; all K share the initialisation seed (Eq. 4's
+    "otherwise identical")."""
+    folds = np.asarray(folds)
+    if len(folds) != len(data):
+        raise ValueError(f"folds has {len(folds)} entries but the data has {len(data)} pairs")
+    k = int(folds.max()) + 1
+    return [ClipJob(data, np.flatnonzero(folds != j), model_name, config, desc=f"fold {j + 1} of {k} held out")
+            for j in range(k)]
+
+
+def fold_tests(folds: np.ndarray, n_test: int | None = 127, seed: int = 0) -> list[np.ndarray]:
+    """Eq. 3's test pairs of each model j: ``n_test`` random pairs of fold j (all of it if smaller)."""
+    folds = np.asarray(folds)
+    out = []
+    for j in range(int(folds.max()) + 1):
+        members = np.flatnonzero(folds == j)
+        out.append(sample_test_pairs(members, None if n_test is None else min(n_test, len(members)), seed + j))
+    return out
+
+
+def crossfit_alignment(align: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(seen, unseen) alignment of every pair from ``align`` (K, N), the A_align of each pair under each
+    model: seen = mean over the models trained on the pair, unseen = the model of its own fold."""
+    align, folds = np.asarray(align, dtype=float), np.asarray(folds)
+    n = align.shape[1]
+    own = np.zeros_like(align, dtype=bool)
+    own[folds, np.arange(n)] = True
+    unseen = align[folds, np.arange(n)]
+    seen = np.where(own, 0.0, align).sum(0) / (align.shape[0] - 1)
+    return seen, unseen
+
+
+def neighbour_scores(img: torch.Tensor, txt: torch.Tensor, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """(neighbour agreement, LEMoN-style score) of pairs embedded in one model's space.
+
+    img, txt: (n, d) unit embeddings of the pairs' images and captions.  With NN_img(i) the k nearest
+    other images and NN_txt(i) the k nearest other captions, and cosine distance d = 1 − cos:
+      agreement(i) = mean_{j ∈ NN_img(i)} cos(t_i, t_j)   (do image-neighbours have similar captions?)
+      lemon(i)     = d(x_i, t_i) + mean_{j ∈ NN_img(i)} d(t_i, t_j) + mean_{j ∈ NN_txt(i)} d(x_i, x_j)
+    LEMoN's score with β = γ = 1 and no distance weighting (the paper tunes these on labelled data,
+    which a curator does not have).
+    """
+    n = len(img)
+    k = min(k, n - 1)
+    if k < 1:
+        raise ValueError("neighbour scores need at least 2 pairs")
+    img, txt = img.double(), txt.double()
+    sim_i, sim_t = img @ img.T, txt @ txt.T
+    eye = torch.eye(n, dtype=torch.bool)
+    nn_i = sim_i.masked_fill(eye, -np.inf).topk(k, dim=1).indices
+    nn_t = sim_t.masked_fill(eye, -np.inf).topk(k, dim=1).indices
+    agree = sim_t.gather(1, nn_i).mean(1)
+    cross = 1 - (img * txt).sum(-1)
+    lemon = cross + (1 - agree) + (1 - sim_i.gather(1, nn_t).mean(1))
+    return agree.numpy(), lemon.numpy()
+
+
+def score_crossfit(models: Sequence[TrainedModel], data: PairData, folds: np.ndarray, *, n_crops: int = 8,
+                   n_test: int | None = 127, n_neighbours: int = 10, seed: int = 0,
+                   ctx: Context | None = None) -> pd.DataFrame:
+    """Cross-fitted CLIPMem of every pair (module docstring), cached, with per pair: ``fold``,
+    ``align_seen``, ``align_unseen``, ``clipmem_raw``, ``clipmem`` (range-normalised over all pairs),
+    ``similarity_unseen`` (image–caption cosine under the model that did not see the pair) and, from the
+    same model within the pair's fold, ``neighbour_agreement`` and ``lemon`` (:func:`neighbour_scores`)."""
+    ctx = ctx or Context()
+    folds = np.asarray(folds)
+    if len(models) != int(folds.max()) + 1:
+        raise ValueError(f"{len(models)} models for {int(folds.max()) + 1} folds")
+    idx = np.arange(len(data))
+    tests = fold_tests(folds, n_test, seed)
+
+    def compute():
+        align, sim = np.zeros((len(models), len(idx))), np.zeros(len(idx))
+        agree, lemon = np.zeros(len(idx)), np.zeros(len(idx))
+        for j, m in enumerate(models):
+            img, txt = model_embeddings(m, data, idx, n_crops=n_crops, seed=seed, ctx=ctx)
+            t = tests[j]
+            align[j] = alignment_scores(img, txt, img[t, 0], txt[t], positions_in_test_set(idx, t))
+            mine = folds == j
+            plain, cap = img[mine, 0], txt[mine].mean(1)
+            sim[mine] = (plain * cap).sum(-1).double().numpy()  # as measure.pair_similarity
+            agree[mine], lemon[mine] = neighbour_scores(plain, torch.nn.functional.normalize(cap, dim=-1), n_neighbours)
+        seen, unseen = crossfit_alignment(align, folds)
+        raw = seen - unseen
+        df = pd.DataFrame(dict(index=idx, fold=folds, align_seen=seen, align_unseen=unseen, clipmem_raw=raw,
+                               clipmem=range_normalise(raw), similarity_unseen=sim, neighbour_agreement=agree,
+                               lemon=lemon))
+        return df.join(data.meta.reset_index(drop=True), on="index") if data.meta is not None else df
+
+    cfg = dict(models=[m.key for m in models], folds=folds, tests=tests, captions=data.caption_digest(idx),
+               n_crops=n_crops, n_neighbours=n_neighbours, seed=seed)
+    return ctx.store.frame("crossfit", cfg, compute)
+
+
+def detection_metrics(truth, score) -> dict:
+    """How well ``score`` (higher = more suspect) finds the pairs flagged in ``truth``: AUROC, AUPRC
+    (average precision) and precision at k = the number flagged."""
+    truth, score = np.asarray(truth, dtype=bool), np.asarray(score, dtype=float)
+    k = int(truth.sum())
+    if k == 0 or k == len(truth):
+        raise ValueError("detection metrics need both flagged and unflagged pairs")
+    top = np.argsort(-score, kind="stable")[:k]
+    return dict(auroc=float(roc_auc_score(truth, score)), auprc=float(average_precision_score(truth, score)),
+                precision_at_k=float(truth[top].mean()))
+
+
+def detection_table(scores: pd.DataFrame, methods: dict[str, tuple[str, int]], truth: str = "is_miscaptioned"):
+    """One row per method: :func:`detection_metrics` of ``scores[column] · sign`` for each
+    ``methods[name] = (column, sign)`` (sign −1 for a similarity, where low is suspect)."""
+    rows = {name: detection_metrics(scores[truth], sign * scores[col]) for name, (col, sign) in methods.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
+
+
+def check_images(data: PairData, size: int, progress: bool = False) -> None:
+    """Decode every image once, so a missing or corrupt file is named before any training starts (the
+    decoded pixels stay in the image cache for training when they fit)."""
+    from tqdm.auto import tqdm
+
+    for i in tqdm(range(len(data)), desc="checking images", disable=not progress):
+        data.images.load(i, 0, size)
+
+
+def _thumb(data: PairData, i: int, size: int = 96) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(data.images.load(int(i), 0, size).permute(1, 2, 0).numpy()).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _histogram(scores: pd.DataFrame) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    ax.hist(scores.clipmem, bins=40, color="#0173b2")
+    ax.set(xlabel="cross-fitted CLIPMem (range-normalised)", ylabel="pairs", title=f"{len(scores)} pairs")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def report_html(scores: pd.DataFrame, data: PairData, k: int = 50, title: str = "clipmem audit") -> str:
+    """One static page (no server, no network: images are inlined) with the score histogram and the
+    ``k`` highest- and ``k`` lowest-scored pairs, each as image, caption and score."""
+    ranked = scores.sort_values("rank")
+
+    def gallery(part):
+        cells = [f'<figure><img src="{_thumb(data, r["index"])}" alt="pair {int(r["index"])}">'
+                 f'<figcaption><b>{r.clipmem:+.3f}</b> (rank {int(r["rank"])})<br>{html.escape(str(r.caption))}'
+                 f'</figcaption></figure>' for _, r in part.iterrows()]
+        return '<div class="gallery">' + "".join(cells) + "</div>"
+
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+             ".gallery{display:flex;flex-wrap:wrap;gap:10px}figure{width:150px;margin:0;font-size:12px}"
+             "figure img{width:96px;height:96px;image-rendering:pixelated;display:block}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<p>{len(scores)} pairs scored by cross-fitted CLIPMem ({int(scores.fold.max()) + 1} folds): how much "
+            "better a model aligns a pair when it trained on it than when it did not. High scores are pairs a "
+            "model had to memorise: mis-captioned, rare or atypical.</p>"
+            f'<img src="{_histogram(scores)}" alt="histogram of scores">'
+            f"<h2>The {min(k, len(ranked))} highest-scored pairs</h2>{gallery(ranked.head(k))}"
+            f"<h2>The {min(k, len(ranked))} lowest-scored pairs</h2>{gallery(ranked.tail(k).iloc[::-1])}"
+            "<script>window.addEventListener('load', () => {const im = [...document.images];"  # for the browser test
+            "document.body.dataset.imagesLoaded = im.filter(i => i.complete && i.naturalWidth > 0).length;});</script>"
+            "</body></html>")
+
+
+def write_audit(scores: pd.DataFrame, data: PairData, out: str | os.PathLike, k: int = 50) -> dict:
+    """Write ``out/scores.csv`` (one row per pair: id, image path, caption, score, rank, similarity under
+    the model that did not see it, neighbour agreement) and ``out/report.html``, each atomically.
+    Returns their paths."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = scores.assign(caption=[data.captions[int(i)][0] for i in scores["index"]])
+    table["rank"] = table.clipmem.rank(ascending=False, method="first").astype(int)
+    path_col = table["filepath"] if "filepath" in table else pd.Series([""] * len(table), index=table.index)
+    csv = pd.DataFrame(dict(id=table["index"], image_path=path_col, caption=table.caption, score=table.clipmem,
+                            score_raw=table.clipmem_raw, rank=table["rank"], similarity_unseen=table.similarity_unseen,
+                            neighbour_agreement=table.neighbour_agreement, fold=table.fold)).sort_values("rank")
+    paths = dict(scores=out / "scores.csv", report=out / "report.html")
+    for name, text in (("scores", csv.to_csv(index=False)), ("report", report_html(table, data, k))):
+        tmp = paths[name].with_suffix(paths[name].suffix + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, paths[name])
+    return paths

@@ -1,0 +1,248 @@
+"""Cross-fitted CLIPMem and the `clipmem audit` command (audit.py, cli.py)."""
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from clipmem_lib import audit
+from clipmem_lib.audit import (assign_folds, crossfit_alignment, detection_metrics, fold_tests, neighbour_scores,
+                               score_crossfit)
+from clipmem_lib.cli import main
+from clipmem_lib.data import PairData, TensorImages
+from clipmem_lib.runtime import Context
+from clipmem_lib.store import RunStore
+from clipmem_lib.splits import plant_miscaptions
+
+
+def _unit(*shape, seed=0):
+    return torch.nn.functional.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+class _Stub:  # what score_crossfit reads of a trained model: its key
+    def __init__(self, key):
+        self.key = key
+
+
+def _brute_alignment(img, txt, i, test):
+    """Eq. 3 by loops: crops × captions of the pair, minus its image against each test caption, minus
+    each test image against its captions (the pair left out of its own test set)."""
+    first = np.mean([float(img[i, c] @ txt[i, t]) for c in range(1, img.shape[1]) for t in range(txt.shape[1])])
+    others = [t for t in test if t != i]
+    second = np.mean([float(img[i, 0] @ txt[t, c]) for t in others for c in range(txt.shape[1])])
+    third = np.mean([float(img[t, 0] @ txt[i, c]) for t in others for c in range(txt.shape[1])])
+    return first - second - third
+
+
+def test_crossfit_scores_equal_a_brute_force_computation(monkeypatch, scenes_of):
+    data = scenes_of(24, seed=5)
+    k, crops = 3, 4
+    folds = assign_folds(len(data), k, seed=1)
+    emb = {f"m{j}": (_unit(24, 1 + crops, 8, seed=10 + j), _unit(24, 2, 8, seed=20 + j)) for j in range(k)}
+    monkeypatch.setattr(audit, "model_embeddings", lambda m, *a, **kw: emb[m.key])
+    scores = score_crossfit([_Stub(f"m{j}") for j in range(k)], data, folds, n_crops=crops, n_test=5, n_neighbours=3,
+                            ctx=Context(store=RunStore(None), progress=False))
+    tests = fold_tests(folds, 5, 0)
+    for i in range(24):
+        own = folds[i]
+        a = {j: _brute_alignment(*emb[f"m{j}"], i, tests[j]) for j in range(k)}
+        seen = np.mean([a[j] for j in range(k) if j != own])
+        row = scores.set_index("index").loc[i]
+        assert row.align_unseen == pytest.approx(a[own], abs=1e-5)
+        assert row.align_seen == pytest.approx(seen, abs=1e-5)
+        assert row.clipmem_raw == pytest.approx(seen - a[own], abs=1e-5)
+        img, txt = emb[f"m{own}"]
+        assert row.similarity_unseen == pytest.approx(float(img[i, 0] @ txt[i].mean(0)), abs=1e-5)
+    raw = scores.clipmem_raw.to_numpy()
+    np.testing.assert_allclose(scores.clipmem, raw / (raw.max() - raw.min()))
+    assert (tests[0] < 24).all() and all(set(folds[t]) == {j} for j, t in enumerate(tests))  # model j's tests: fold j
+
+
+def test_crossfit_alignment_finds_planted_memorisation():
+    # pair 4 aligns 0.9 under the models that saw it and 0.1 under its own fold's model; others align 0.5 everywhere
+    folds = np.array([0, 1, 2, 0, 1, 2])
+    align = np.full((3, 6), 0.5)
+    align[:, 4] = 0.9
+    align[1, 4] = 0.1
+    seen, unseen = crossfit_alignment(align, folds)
+    np.testing.assert_allclose(seen - unseen, [0, 0, 0, 0, 0.8, 0])
+
+
+def test_folds_are_balanced_seeded_and_validated():
+    f = assign_folds(103, 5, seed=3)
+    assert sorted(np.bincount(f)) == [20, 20, 21, 21, 21]
+    np.testing.assert_array_equal(f, assign_folds(103, 5, seed=3))
+    assert not np.array_equal(f, assign_folds(103, 5, seed=4))
+    with pytest.raises(ValueError, match="from 2 to 10"):
+        assign_folds(100, 1)
+    with pytest.raises(ValueError, match="from 2 to 10"):
+        assign_folds(100, 11)
+    with pytest.raises(ValueError, match="too few for 5 folds"):
+        assign_folds(9, 5)
+
+
+def test_neighbour_scores_equal_loops():
+    img, txt = _unit(12, 6, seed=1), _unit(12, 6, seed=2)
+    agree, lemon = neighbour_scores(img, txt, k=3)
+    for i in range(12):
+        si = [(float(img[i] @ img[j]), j) for j in range(12) if j != i]
+        st = [(float(txt[i] @ txt[j]), j) for j in range(12) if j != i]
+        nn_i = [j for _, j in sorted(si, reverse=True)[:3]]
+        nn_t = [j for _, j in sorted(st, reverse=True)[:3]]
+        a = np.mean([float(txt[i] @ txt[j]) for j in nn_i])
+        assert agree[i] == pytest.approx(a, abs=1e-6)
+        assert lemon[i] == pytest.approx(1 - float(img[i] @ txt[i]) + 1 - a
+                                         + np.mean([1 - float(img[i] @ img[j]) for j in nn_t]), abs=1e-6)
+
+
+def test_lemon_flags_a_swapped_caption():
+    # 3 clusters of 4 pairs whose image and caption point the same way; pair 0's caption comes from cluster 2
+    centres = _unit(3, 16, seed=3)
+    img = torch.nn.functional.normalize(centres.repeat_interleave(4, 0) + 0.1 * _unit(12, 16, seed=4), dim=-1)
+    txt = torch.nn.functional.normalize(centres.repeat_interleave(4, 0) + 0.1 * _unit(12, 16, seed=5), dim=-1)
+    txt[0] = txt[8]
+    agree, lemon = neighbour_scores(img, txt, k=3)
+    assert lemon.argmax() == 0 and agree.argmin() == 0
+
+
+def test_detection_metrics_against_hand_counts():
+    truth = np.array([1, 1, 0, 0, 0, 1], bool)
+    m = detection_metrics(truth, [0.9, 0.2, 0.8, 0.1, 0.3, 0.7])
+    assert m["precision_at_k"] == pytest.approx(2 / 3)  # top 3: 0.9 (yes), 0.8 (no), 0.7 (yes)
+    pos, neg = [0.9, 0.2, 0.7], [0.8, 0.1, 0.3]
+    assert m["auroc"] == pytest.approx(np.mean([p > n for p in pos for n in neg]))
+    assert m["auprc"] == pytest.approx((1 / 1 + 2 / 3 + 3 / 5) / 3)
+    assert detection_metrics(truth, truth.astype(float))["auroc"] == 1.0
+    with pytest.raises(ValueError, match="both flagged and unflagged"):
+        detection_metrics(np.zeros(4, bool), np.arange(4))
+
+
+# ------------------------------------------------------------------ the command: bad input
+
+
+def _photos_csv(tmp_path, n=8, size=40):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(tmp_path / f"p{i}.png")
+        rows.append((f"p{i}.png", f"a picture number {i}"))
+    pd.DataFrame(rows, columns=["filepath", "title"]).to_csv(tmp_path / "pairs.csv", sep="\t", index=False)
+    return tmp_path / "pairs.csv"
+
+
+@pytest.mark.parametrize("case, args, message", [
+    ("missing column", ["--csv-caption-key", "caption"], "column 'caption' not in"),
+    ("unknown model", ["--model", "ViT-Z-99"], "unknown model config 'ViT-Z-99'"),
+    ("too few pairs", ["--folds", "5"], "8 pairs are too few for 5 folds"),
+    ("bad folds", ["--folds", "1"], "folds must be an integer from 2 to 10"),
+    ("bad fold", ["--folds", "2", "--fold", "3"], "--fold 3: choose a fold from 1 to 2"),
+    ("bad image size", ["--image-size", "30"], "multiple of clipmem-tiny's patch size 8"),
+])
+def test_audit_bad_input_gives_one_line_and_status_2(tmp_path, capsys, case, args, message):
+    csv = _photos_csv(tmp_path)
+    assert main(["audit", str(csv), "--out", str(tmp_path / "out"), "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing trained
+
+
+def test_audit_names_a_missing_or_corrupt_image(tmp_path, capsys):
+    csv = _photos_csv(tmp_path)
+    (tmp_path / "p3.png").write_bytes(b"not a png")
+    assert main(["audit", str(csv), "--out", str(tmp_path / "out"), "--folds", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt or not an image" in err and "p3.png" in err
+    (tmp_path / "p3.png").unlink()
+    assert main(["audit", str(csv), "--out", str(tmp_path / "out"), "--folds", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "p3.png" in err
+
+
+def test_audit_missing_path(tmp_path, capsys):
+    assert main(["audit", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "CSV file not found" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ end to end (trains small models)
+
+
+@pytest.mark.slow
+def test_crossfit_clipmem_ranks_planted_miscaptions_high(scenes_of):
+    data = scenes_of(400, seed=7)
+    planted = plant_miscaptions(data, np.arange(len(data)), 0.1, seed=1)
+    from clipmem_lib.fitting import fit_many
+    from clipmem_lib.train import TrainConfig
+
+    folds = assign_folds(len(planted), 2, seed=0)
+    ctx = Context(store=RunStore(None), progress=False)
+    models = fit_many(audit.crossfit_jobs(planted, folds, "clipmem-tiny", TrainConfig(epochs=30, seed=0)), ctx)
+    scores = score_crossfit(models, planted, folds, n_crops=2, ctx=ctx)
+    m = detection_metrics(scores.is_miscaptioned, scores.clipmem)
+    assert m["auroc"] > 0.8, m
+    assert scores.groupby("is_miscaptioned").clipmem.mean()[True] > scores.clipmem.quantile(0.75)
+
+
+def _real_photos_csv(tmp_path):
+    """About 20 real photographs shipped with scikit-image, each with a short caption; 3 captions swapped."""
+    skdata = pytest.importorskip("skimage.data", reason="scikit-image (requirements.txt) provides the real photos")
+    captions = {"astronaut": "an astronaut in a white suit in front of a flag", "camera": "a man with a camera on a tripod",
+                "cat": "a ginger cat looking at the camera", "coffee": "a cup of coffee on a saucer",
+                "rocket": "a rocket on its launch pad", "horse": "the silhouette of a horse",
+                "coins": "old coins on a grey background", "moon": "the surface of the moon",
+                "page": "a printed page of text", "text": "a photograph of signs with text",
+                "clock": "a clock on a wall, blurred", "brick": "a brick wall", "grass": "blades of grass",
+                "gravel": "a close-up of gravel", "hubble_deep_field": "galaxies in deep space",
+                "immunohistochemistry": "stained cells under a microscope", "retina": "a photograph of a retina",
+                "chelsea": "a tabby cat lying down", "logo": "a logo with a snake"}
+    rows = []
+    for name, cap in captions.items():
+        try:
+            img = np.asarray(getattr(skdata, name)())
+        except Exception:  # an image the installed version would download: skip it
+            continue
+        img = np.stack([img] * 3, -1) if img.ndim == 2 else img[..., :3]
+        Image.fromarray(img.astype(np.uint8)).save(tmp_path / f"{name}.png")
+        rows.append([f"{name}.png", cap])
+    assert len(rows) >= 12, f"only {len(rows)} offline photos in this scikit-image"
+    for a, b in [(0, 3), (5, 8)]:  # planted swaps
+        rows[a][1], rows[b][1] = rows[b][1], rows[a][1]
+    pd.DataFrame(rows, columns=["filepath", "title"]).to_csv(tmp_path / "photos.csv", sep="\t", index=False)
+    return tmp_path / "photos.csv", len(rows)
+
+
+@pytest.mark.slow
+def test_audit_end_to_end_on_real_photographs(tmp_path):
+    csv, n = _real_photos_csv(tmp_path)
+    out = tmp_path / "audit"
+    cmd = [sys.executable, "-m", "clipmem_lib.cli", "audit", str(csv), "--out", str(out), "--folds", "2",
+           "--epochs", "3", "--image-size", "64", "--top", "5", "--quiet"]
+    for fold in ("1", "2"):  # the folds as separate jobs, then the final call reuses them
+        r = subprocess.run([*cmd, "--fold", fold], capture_output=True, text=True)
+        assert r.returncode == 0 and f"fold {fold} of 2: model stored in" in r.stdout, r.stderr
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"{n} pairs scored" in r.stdout and str(out / "report.html") in r.stdout
+    assert len(list((out / "runs" / "clip").iterdir())) == 2  # the final call trained nothing more
+    scores = pd.read_csv(out / "scores.csv")
+    assert len(scores) == n and sorted(scores["rank"]) == list(range(1, n + 1))
+    assert set(scores.columns) >= {"id", "image_path", "caption", "score", "rank", "similarity_unseen",
+                                   "neighbour_agreement"}
+    assert scores.score.is_monotonic_decreasing
+    page = (out / "report.html").read_text()
+    assert page.count("<figure>") == 10 and "http" not in page  # two galleries of 5; nothing from the network
+    _browser_check(out / "report.html", expected=11)  # 10 gallery images and the histogram
+
+
+def _browser_check(page: pathlib.Path, expected: int):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no Chromium here (Debian: apt-get install chromium); report.html was not opened in a browser")
+    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert f'data-images-loaded="{expected}"' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
