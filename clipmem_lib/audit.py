@@ -28,40 +28,54 @@ import pandas as pd
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from .claims import paired_interval
 from .clipmem import alignment_scores, positions_in_test_set, range_normalise, sample_test_pairs
 from .data import PairData
-from .fitting import ClipJob, TrainedModel
-from .measure import model_embeddings
+from .fitting import ClipJob, TrainedModel, fit_many
+from .measure import model_embeddings, pair_similarity
 from .runtime import Context
+from .splits import plant_miscaptions
 from .train import TrainConfig
 
-__all__ = ["MIN_PER_FOLD", "assign_folds", "crossfit_jobs", "fold_tests", "crossfit_alignment", "score_crossfit",
-           "neighbour_scores", "detection_metrics", "detection_table", "check_images", "report_html", "write_audit"]
+__all__ = ["MIN_PER_FOLD", "audit_pool", "assign_folds", "crossfit_jobs", "fold_tests", "crossfit_alignment", "score_crossfit",
+           "neighbour_scores", "detection_metrics", "detection_table", "METHODS", "detection_benchmark", "benchmark_summary",
+           "benchmark_differences", "check_images", "report_html", "write_audit"]
 
 MIN_PER_FOLD = 2  # Eq. 3 needs a test pair besides the scored one
 
 
-def assign_folds(n: int, n_folds: int, seed: int = 0) -> np.ndarray:
-    """The fold (0..K−1) of each of ``n`` pairs: a seeded random partition into K folds whose sizes
-    differ by at most one."""
+def audit_pool(n: int, size: int = -1, seed: int = 0) -> np.ndarray:
+    """A seeded random ``size`` of the ``n`` pairs to audit (−1: all of them), sorted."""
+    if size == -1 or size == n:
+        return np.arange(n)
+    if not 1 <= size <= n:
+        raise ValueError(f"audit_pairs={size}: the data has {n} pairs (use -1 for all of them)")
+    return np.sort(np.random.default_rng([seed, 13]).choice(n, size=size, replace=False))
+
+
+def assign_folds(n: int, n_folds: int, seed: int = 0, pool=None) -> np.ndarray:
+    """The fold (0..K−1) of each of ``n`` pairs: a seeded random partition of ``pool`` (default: all
+    pairs) into K folds whose sizes differ by at most one; pairs outside the pool get −1 (not audited)."""
     if not isinstance(n_folds, (int, np.integer)) or not 2 <= n_folds <= 10:
         raise ValueError(f"folds must be an integer from 2 to 10, got {n_folds!r}")
-    if n < MIN_PER_FOLD * n_folds:
-        raise ValueError(f"{n} pairs are too few for {n_folds} folds: each fold needs at least {MIN_PER_FOLD} "
+    pool = np.arange(n) if pool is None else np.asarray(pool, dtype=np.int64)
+    if len(pool) < MIN_PER_FOLD * n_folds:
+        raise ValueError(f"{len(pool)} pairs are too few for {n_folds} folds: each fold needs at least {MIN_PER_FOLD} "
                          f"pairs, so at least {MIN_PER_FOLD * n_folds}")
-    folds = np.arange(n) % n_folds
-    return np.random.default_rng([seed, 11]).permutation(folds)
+    folds = np.full(n, -1)
+    folds[pool] = np.random.default_rng([seed, 11]).permutation(np.arange(len(pool)) % n_folds)
+    return folds
 
 
 def crossfit_jobs(data: PairData, folds: np.ndarray, model_name: str = "clipmem-tiny",
                   config: TrainConfig = TrainConfig()) -> list[ClipJob]:
-    """Job k trains on every pair outside fold k; all K share the initialisation seed (Eq. 4's
+    """Job k trains on every audited pair outside fold k; all K share the initialisation seed (Eq. 4's
     "otherwise identical")."""
     folds = np.asarray(folds)
     if len(folds) != len(data):
         raise ValueError(f"folds has {len(folds)} entries but the data has {len(data)} pairs")
     k = int(folds.max()) + 1
-    return [ClipJob(data, np.flatnonzero(folds != j), model_name, config, desc=f"fold {j + 1} of {k} held out")
+    return [ClipJob(data, np.flatnonzero((folds >= 0) & (folds != j)), model_name, config, desc=f"fold {j + 1} of {k} held out")
             for j in range(k)]
 
 
@@ -115,7 +129,7 @@ def neighbour_scores(img: torch.Tensor, txt: torch.Tensor, k: int = 10) -> tuple
 def score_crossfit(models: Sequence[TrainedModel], data: PairData, folds: np.ndarray, *, n_crops: int = 8,
                    n_test: int | None = 127, n_neighbours: int = 10, seed: int = 0,
                    ctx: Context | None = None) -> pd.DataFrame:
-    """Cross-fitted CLIPMem of every pair (module docstring), cached, with per pair: ``fold``,
+    """Cross-fitted CLIPMem of every audited pair (fold ≥ 0; module docstring), cached, with per pair: ``fold``,
     ``align_seen``, ``align_unseen``, ``clipmem_raw``, ``clipmem`` (range-normalised over all pairs),
     ``similarity_unseen`` (image–caption cosine under the model that did not see the pair) and, from the
     same model within the pair's fold, ``neighbour_agreement`` and ``lemon`` (:func:`neighbour_scores`)."""
@@ -123,23 +137,25 @@ def score_crossfit(models: Sequence[TrainedModel], data: PairData, folds: np.nda
     folds = np.asarray(folds)
     if len(models) != int(folds.max()) + 1:
         raise ValueError(f"{len(models)} models for {int(folds.max()) + 1} folds")
-    idx = np.arange(len(data))
+    idx = np.flatnonzero(folds >= 0)
+    fold = folds[idx]
     tests = fold_tests(folds, n_test, seed)
 
     def compute():
         align, sim = np.zeros((len(models), len(idx))), np.zeros(len(idx))
         agree, lemon = np.zeros(len(idx)), np.zeros(len(idx))
+        at = {int(i): p for p, i in enumerate(idx)}
         for j, m in enumerate(models):
             img, txt = model_embeddings(m, data, idx, n_crops=n_crops, seed=seed, ctx=ctx)
-            t = tests[j]
-            align[j] = alignment_scores(img, txt, img[t, 0], txt[t], positions_in_test_set(idx, t))
-            mine = folds == j
+            t = np.array([at[int(i)] for i in tests[j]])  # rows of model j's test pairs
+            align[j] = alignment_scores(img, txt, img[t, 0], txt[t], positions_in_test_set(idx, tests[j]))
+            mine = fold == j
             plain, cap = img[mine, 0], txt[mine].mean(1)
             sim[mine] = (plain * cap).sum(-1).double().numpy()  # as measure.pair_similarity
             agree[mine], lemon[mine] = neighbour_scores(plain, torch.nn.functional.normalize(cap, dim=-1), n_neighbours)
-        seen, unseen = crossfit_alignment(align, folds)
+        seen, unseen = crossfit_alignment(align, fold)
         raw = seen - unseen
-        df = pd.DataFrame(dict(index=idx, fold=folds, align_seen=seen, align_unseen=unseen, clipmem_raw=raw,
+        df = pd.DataFrame(dict(index=idx, fold=fold, align_seen=seen, align_unseen=unseen, clipmem_raw=raw,
                                clipmem=range_normalise(raw), similarity_unseen=sim, neighbour_agreement=agree,
                                lemon=lemon))
         return df.join(data.meta.reset_index(drop=True), on="index") if data.meta is not None else df
@@ -166,6 +182,71 @@ def detection_table(scores: pd.DataFrame, methods: dict[str, tuple[str, int]], t
     ``methods[name] = (column, sign)`` (sign −1 for a similarity, where low is suspect)."""
     rows = {name: detection_metrics(scores[truth], sign * scores[col]) for name, (col, sign) in methods.items()}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
+
+
+# The detection benchmark's methods: score column and sign (+1: high is suspect; −1: low is suspect).
+METHODS = {"cross-fitted CLIPMem": ("clipmem", 1),
+           "CLIP score, model trained on all pairs": ("similarity_all", -1),
+           "CLIP score, model that did not see the pair": ("similarity_unseen", -1),
+           "LEMoN-style neighbours": ("lemon", 1)}
+
+
+def detection_benchmark(data: PairData, pool: Sequence[int], rates: Sequence[float], seeds: Sequence[int],
+                        model_name: str = "clipmem-tiny", config: TrainConfig = TrainConfig(), *, n_folds: int = 2,
+                        n_crops: int = 8, n_test: int | None = 127,
+                        ctx: Context | None = None) -> tuple[pd.DataFrame, dict]:
+    """Find planted mis-captions: for each planting ``rate`` (share of ``pool`` whose captions are
+    shuffled) and training seed, K cross-fitted models and one trained on the whole pool, scored by
+    every method of :data:`METHODS`.  The seed sets the planting, the folds, the initialisation and the
+    batch order, and is shared by all methods (paired).  Returns the tidy table (rate, seed, method,
+    auroc, auprc, precision_at_k) and the per-pair scores keyed by (rate, seed)."""
+    import dataclasses
+
+    ctx = ctx or Context()
+    pool = np.asarray(pool, dtype=np.int64)
+    plan, jobs = [], []
+    for rate in rates:
+        for s in seeds:
+            planted = plant_miscaptions(data, pool, rate, seed=s)
+            folds = assign_folds(len(data), n_folds, s, pool)
+            cfg = dataclasses.replace(config, seed=s)
+            cf = crossfit_jobs(planted, folds, model_name, cfg)
+            full = ClipJob(planted, pool, model_name, cfg, desc=f"all {len(pool)} pairs, {rate:.0%} planted, seed {s}")
+            plan.append((rate, s, planted, folds, len(jobs)))
+            jobs += [*cf, full]
+    models = fit_many(jobs, ctx)
+    rows, scores = [], {}
+    for rate, s, planted, folds, at in plan:
+        sc = score_crossfit(models[at:at + n_folds], planted, folds, n_crops=n_crops, n_test=n_test, seed=s, ctx=ctx)
+        sc["similarity_all"] = pair_similarity(models[at + n_folds], planted, sc["index"].to_numpy(), ctx=ctx)
+        scores[(rate, s)] = sc
+        rows.append(detection_table(sc, METHODS).reset_index().assign(rate=rate, seed=s))
+    return pd.concat(rows, ignore_index=True)[["rate", "seed", "method", "auroc", "auprc", "precision_at_k"]], scores
+
+
+def benchmark_summary(table: pd.DataFrame, metrics=("auroc", "auprc", "precision_at_k")) -> pd.DataFrame:
+    """Per planting rate and method: each metric's mean and 95% t-interval over the seeds."""
+    out = {}
+    for (rate, method), part in table.groupby(["rate", "method"], sort=False):
+        row = {}
+        for m in metrics:
+            mean, low, high, n = paired_interval(part[m])
+            row.update({m: mean, f"{m}_low": low, f"{m}_high": high})
+        out[(rate, method)] = {**row, "n_seeds": n}
+    return pd.DataFrame.from_dict(out, orient="index").rename_axis(["rate", "method"])
+
+
+def benchmark_differences(table: pd.DataFrame, reference: str = "cross-fitted CLIPMem",
+                          metric: str = "auroc") -> pd.DataFrame:
+    """Per rate and other method: ``reference`` minus that method on ``metric``, paired by seed, with
+    its 95% t-interval (positive: the reference finds the planted pairs better)."""
+    wide = table.pivot_table(index=["rate", "seed"], columns="method", values=metric)
+    out = {}
+    for rate, part in wide.groupby(level="rate"):
+        for method in [c for c in wide.columns if c != reference]:
+            mean, low, high, n = paired_interval(part[reference] - part[method])
+            out[(rate, method)] = dict(difference=mean, low=low, high=high, n_seeds=n)
+    return pd.DataFrame.from_dict(out, orient="index").rename_axis(["rate", f"{reference} minus"])
 
 
 def check_images(data: PairData, size: int, progress: bool = False) -> None:

@@ -72,7 +72,6 @@ def _audit(args) -> int:
     name = sized(args.model, args.image_size)
     size = model_config(name)["vision_cfg"]["image_size"]  # an unknown model fails here, before any data is read
     size = size[0] if isinstance(size, (list, tuple)) else int(size)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     out = pathlib.Path(args.out).resolve()
     ctx = Context(store=RunStore(pathlib.Path(args.runs).resolve() if args.runs else out / "runs"), device=args.device,
                   progress=not args.quiet, num_workers=args.workers)
@@ -81,6 +80,12 @@ def _audit(args) -> int:
     if args.fold is not None and not 1 <= args.fold <= args.folds:
         raise ValueError(f"--fold {args.fold}: choose a fold from 1 to {args.folds}")
     check_images(data, size, progress=not args.quiet)
+    smallest = len(data) - int(np.bincount(folds).max())  # pairs the smallest fold model trains on
+    batch = min(args.batch_size, smallest)
+    if batch < args.batch_size:
+        print(f"clipmem audit: batch size {batch}, not {args.batch_size}: a fold model trains on only {smallest} pairs",
+              file=sys.stderr)
+    config = TrainConfig(epochs=args.epochs, batch_size=batch, lr=args.lr, seed=args.seed)
     jobs = crossfit_jobs(data, folds, name, config)
     if args.fold is not None:
         m = fit(jobs[args.fold - 1], ctx)

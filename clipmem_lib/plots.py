@@ -26,7 +26,7 @@ from .runtime import timed
 __all__ = ["BOOK_STYLE", "WIDTH", "MAX_WIDTH", "subset_distributions", "score_histograms", "clean_vs_poisoned", "gallery",
            "alignment_scatter", "metric_comparison", "memorisation_vs_frequency", "pair_explorer", "pair_table",
            "unitmem_per_layer", "unitmem_tracking", "memorisation_and_utility", "removal_curves",
-           "settings_comparison", "forest"]
+           "settings_comparison", "forest", "detection_benchmark"]
 
 BOOK_STYLE = dict(context="notebook", style="whitegrid", palette="colorblind",
                   rc={"figure.dpi": 100, "savefig.dpi": 100, "font.size": 11, "axes.titlesize": 12,
@@ -155,15 +155,16 @@ def metric_comparison(table: pd.DataFrame, columns: dict[str, str],
 
 
 @timed("plotting")
-def memorisation_vs_frequency(scores: pd.DataFrame, subset: str = "S_C", ax=None):
-    """Built-in data only: CLIPMem against how often the pair's concept occurs in the data (the long tail)."""
+def memorisation_vs_frequency(scores: pd.DataFrame, subset: str | None = "S_C", ax=None):
+    """Built-in data only: CLIPMem against how often the pair's concept occurs in the data (the long tail);
+    ``subset`` None takes every row (the audit's cross-fitted scores)."""
     ax = ax or _panels()[1][0]
-    part = scores[scores.subset == subset].copy()
+    part = (scores if subset is None else scores[scores.subset == subset]).copy()
     part["concept seen"] = pd.cut(part.concept_count, [0, 1, 2, 4, 8, 16, 10**9],
                                   labels=["1", "2", "3–4", "5–8", "9–16", ">16"])
-    sns.boxplot(data=part, x="concept seen", y="clipmem", color=PALETTE[subset], ax=ax)
+    sns.boxplot(data=part, x="concept seen", y="clipmem", color=PALETTE.get(subset, PALETTE["S_C"]), ax=ax)
     ax.set(xlabel="occurrences of the pair's concept in the dataset", ylabel="CLIPMem",
-           title=f"Rare concepts are memorised ({subset})")
+           title=f"Rare concepts are memorised ({subset or 'all pairs'})")
     return ax
 
 
@@ -323,4 +324,27 @@ def forest(rows: pd.DataFrame, title: str = "Every tested effect with its 95% in
     fig.legend(handles=handles, loc="upper right", ncols=3, frameon=False)
     fig.suptitle(title, x=0.01, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+@timed("plotting")
+def detection_benchmark(summary: pd.DataFrame, metrics=("auroc", "auprc", "precision_at_k")):
+    """The audit chapter's benchmark: per metric a panel, per planting rate a group, per method a point
+    with its 95% interval over seeds (``audit.benchmark_summary``'s table)."""
+    fig, axes = _panels(len(metrics), height=HEIGHT + 0.6)
+    flat = summary.reset_index()
+    methods = list(dict.fromkeys(flat.method))
+    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    rates = list(dict.fromkeys(flat.rate))
+    for ax, m in zip(axes, metrics):
+        for k, method in enumerate(methods):
+            part = flat[flat.method == method]
+            x = np.array([rates.index(r) for r in part.rate]) + (k - (len(methods) - 1) / 2) * 0.15
+            ax.errorbar(x, part[m], yerr=[part[m] - part[f"{m}_low"], part[f"{m}_high"] - part[m]], fmt="o",
+                        color=colours[method], capsize=3, label=method)
+        ax.set_xticks(range(len(rates)), [f"{r:.0%}" for r in rates])
+        ax.set(xlabel="share of pairs planted", title=m.replace("_", " ").replace("auroc", "AUROC").replace("auprc", "AUPRC"))
+    axes[0].set_ylabel("mean over seeds, 95% interval")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncols=2, frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig

@@ -51,6 +51,9 @@ noise_stds: list = [0.0, 0.15, 0.5]  # text-noise std grid: none, the paper's sw
 noise_at: str = "raw"  # where the noise goes: "raw" text features or the "normalized" embedding
 removal_fractions: list = [0.1, 0.2, 0.4]  # k as shares of S_C, doubling (paper profile: 100 to 3200 of 5000)
 removal_captions: str = "first"  # captions of f and its retrainings: "first" (Fig. 6) or "balanced" over 5 (Fig. 7)
+audit_pairs: int = 1000  # pairs of the detection benchmark, drawn from the data (-1: all)
+audit_folds: int = 2  # K of cross-fitted CLIPMem: K models, each trained without one fold (clipmem audit: 5)
+audit_rates: list = [0.1, 0.4]  # shares of the pairs whose captions are shuffled (full grid: 0.05, 0.1, 0.2, 0.4)
 ''')
 
 # What chapter.setup reads: data, splits, training recipe and where and how to run.
@@ -69,6 +72,7 @@ CHAPTERS: dict[str, dict[str, object] | None] = {
     "06_mitigation": {"n_jobs": 2, "probe_seeds": None, "caption_counts": None, "noise_stds": None, "noise_at": None},
     "07_removal": {"n_jobs": 2, "probe_seeds": None, "poison_fraction": None, "removal_fractions": None,
                    "removal_captions": None},
+    "09_audit": {"n_jobs": 2, "audit_pairs": None, "audit_folds": None, "audit_rates": None},
     "99_summary": None,  # reads only the chapters' tables
 }
 

@@ -42,13 +42,15 @@ def _brute_alignment(img, txt, i, test):
 def test_crossfit_scores_equal_a_brute_force_computation(monkeypatch, scenes_of):
     data = scenes_of(24, seed=5)
     k, crops = 3, 4
-    folds = assign_folds(len(data), k, seed=1)
+    pool = np.arange(3, 24)  # pairs 0-2 are not audited
+    folds = assign_folds(len(data), k, seed=1, pool=pool)
     emb = {f"m{j}": (_unit(24, 1 + crops, 8, seed=10 + j), _unit(24, 2, 8, seed=20 + j)) for j in range(k)}
-    monkeypatch.setattr(audit, "model_embeddings", lambda m, *a, **kw: emb[m.key])
+    monkeypatch.setattr(audit, "model_embeddings", lambda m, d, idx, **kw: tuple(e[idx] for e in emb[m.key]))
     scores = score_crossfit([_Stub(f"m{j}") for j in range(k)], data, folds, n_crops=crops, n_test=5, n_neighbours=3,
                             ctx=Context(store=RunStore(None), progress=False))
     tests = fold_tests(folds, 5, 0)
-    for i in range(24):
+    assert list(scores["index"]) == list(pool)
+    for i in pool:
         own = folds[i]
         a = {j: _brute_alignment(*emb[f"m{j}"], i, tests[j]) for j in range(k)}
         seen = np.mean([a[j] for j in range(k) if j != own])
@@ -60,7 +62,16 @@ def test_crossfit_scores_equal_a_brute_force_computation(monkeypatch, scenes_of)
         assert row.similarity_unseen == pytest.approx(float(img[i, 0] @ txt[i].mean(0)), abs=1e-5)
     raw = scores.clipmem_raw.to_numpy()
     np.testing.assert_allclose(scores.clipmem, raw / (raw.max() - raw.min()))
-    assert (tests[0] < 24).all() and all(set(folds[t]) == {j} for j, t in enumerate(tests))  # model j's tests: fold j
+    assert all(set(folds[t]) == {j} for j, t in enumerate(tests))  # model j's tests: fold j
+
+
+def test_crossfit_jobs_train_on_the_other_folds_of_the_pool(scenes_of):
+    data = scenes_of(24, seed=5)
+    folds = assign_folds(len(data), 3, seed=2, pool=np.arange(4, 24))
+    jobs = audit.crossfit_jobs(data, folds, "clipmem-tiny")
+    for j, job in enumerate(jobs):
+        np.testing.assert_array_equal(job.indices, [i for i in range(4, 24) if folds[i] != j])
+    assert len({job.init_seed for job in jobs}) == 1
 
 
 def test_crossfit_alignment_finds_planted_memorisation():
@@ -246,3 +257,20 @@ def _browser_check(page: pathlib.Path, expected: int):
                         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
                        capture_output=True, text=True, timeout=120)
     assert f'data-images-loaded="{expected}"' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_benchmark_summary_and_paired_differences_against_hand_computation():
+    from scipy import stats
+    rows = [dict(rate=0.1, seed=s, method=m, auroc=a, auprc=a / 2, precision_at_k=a / 3)
+            for s, (x, y) in enumerate([(0.90, 0.70), (0.80, 0.75), (0.85, 0.60)])
+            for m, a in (("cross-fitted CLIPMem", x), ("CLIP score, model trained on all pairs", y))]
+    table = pd.DataFrame(rows)
+    summary = audit.benchmark_summary(table)
+    clip = summary.loc[(0.1, "cross-fitted CLIPMem")]
+    half = stats.t.ppf(0.975, 2) * np.std([0.90, 0.80, 0.85], ddof=1) / np.sqrt(3)
+    assert clip.auroc == pytest.approx(0.85) and clip.auroc_high == pytest.approx(0.85 + half)
+    assert clip.auprc == pytest.approx(0.425) and clip.n_seeds == 3
+    diff = audit.benchmark_differences(table).loc[(0.1, "CLIP score, model trained on all pairs")]
+    d = np.array([0.20, 0.05, 0.25])
+    assert diff.difference == pytest.approx(d.mean())
+    assert diff.low == pytest.approx(d.mean() - stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3))
