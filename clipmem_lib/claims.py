@@ -283,6 +283,15 @@ def claim8(layers: dict) -> list[Verdict]:
                     _per_seed(layers, lambda t: t.loc["CLIP image", "last"] - t.loc["DINO", "last"]), unit="UnitMem")]
 
 
+def claim8_treatments(layers_by_treatment: dict) -> list[Verdict]:
+    """Claim 8's differences under other treatments of negative GELU outputs (``{treatment: {seed:
+    layer_summary}}``): shown with their intervals but not counted (verdict "n/a"), because the
+    treatment of the verdict, the clamp, was fixed before any result was seen."""
+    return [dataclasses.replace(v, what=f"{v.what} (GELU treatment: {t})", verdict="n/a",
+                                reason="robustness check, not counted: the verdict uses the clamp")
+            for t, layers in layers_by_treatment.items() for v in claim8(layers)]
+
+
 def dino_memorises_more(ssl: dict) -> list[Verdict]:
     """Sec. 4.5 per seed: mean SSLMem on S_C, DINO's encoder minus CLIP's image encoder."""
     p = paper("sslmem_clip_vs_dino")

@@ -20,7 +20,7 @@ from .sslmem import image_alignment_loss, sslmem, text_alignment_loss
 from .unitmem import layer_unitmem, text_layer_unitmem, top_unit_layers
 
 __all__ = ["model_embeddings", "score_clipmem", "pair_similarity", "score_sslmem", "utility", "unitmem_layers",
-           "unitmem_during_training", "unitmem_of_models", "training_losses", "encoder_diagnostics"]
+           "unitmem_during_training", "unitmem_of_models", "unitmem_treatments", "training_losses", "encoder_diagnostics"]
 
 
 def model_embeddings(trained: TrainedModel, data: PairData, indices: Sequence[int], *, n_crops: int = 8,
@@ -133,34 +133,44 @@ def utility(trained: TrainedModel, probe: PairData, heldout: PairData | None = N
 
 
 def unitmem_layers(trained: TrainedModel, data: PairData, indices: Sequence[int], *, tower: str = "image",
-                   n_aug: int = 10, crop_scale=(0.9, 1.0), reduce: str = "median", seed: int = 0,
-                   ctx: Context | None = None) -> pd.DataFrame:
+                   n_aug: int = 10, crop_scale=(0.9, 1.0), reduce: str = "median", treatment: str = "clamp",
+                   seed: int = 0, ctx: Context | None = None) -> pd.DataFrame:
     """Cached UnitMem of every MLP unit (Fig. 4) over the points ``indices``: of the image tower over
-    ``n_aug`` crops, or (``tower="text"``, CLIP only) of the text tower over the pair's captions."""
+    ``n_aug`` crops, or (``tower="text"``, CLIP only) of the text tower over the pair's captions;
+    ``treatment`` of negative GELU outputs as in :mod:`~clipmem_lib.unitmem`."""
     ctx = ctx or Context()
     idx = np.asarray(indices, dtype=np.int64)
     cfg = dict(model=trained.key, tower=tower, indices=idx, n_aug=n_aug, crop_scale=tuple(crop_scale),
-               reduce=reduce, seed=seed, images=data.images.fingerprint(), captions=data.caption_digest(idx))
+               reduce=reduce, seed=seed, images=data.images.fingerprint(), captions=data.caption_digest(idx),
+               **({} if treatment == "clamp" else dict(treatment=treatment)))  # the clamp's entries keep their keys
+    kw = dict(reduce=reduce, treatment=treatment, device=ctx.device)
 
     def compute():
         if tower == "image":
-            return layer_unitmem(trained.model, data.images, idx, n_aug=n_aug, crop_scale=crop_scale, reduce=reduce,
-                                 seed=seed, device=ctx.device)
+            return layer_unitmem(trained.model, data.images, idx, n_aug=n_aug, crop_scale=crop_scale, seed=seed, **kw)
         if tower == "text" and trained.tokenizer is not None:
             return text_layer_unitmem(trained.model, trained.tokenizer.tokenize_pairs(data), idx,
-                                      tuple(range(data.n_captions)), reduce=reduce, device=ctx.device)
+                                      tuple(range(data.n_captions)), **kw)
         raise ValueError(f"tower must be 'image' or, for CLIP, 'text'; got {tower!r}")
 
     return ctx.store.frame("unitmem", cfg, compute)
 
 
 def unitmem_of_models(towers: dict[str, tuple[TrainedModel, str]], data: PairData, indices: Sequence[int], *,
-                      n_aug: int = 10, crop_scale=(0.9, 1.0), reduce: str = "median", seed: int = 0,
-                      ctx: Context | None = None) -> pd.DataFrame:
+                      n_aug: int = 10, crop_scale=(0.9, 1.0), reduce: str = "median", treatment: str = "clamp",
+                      seed: int = 0, ctx: Context | None = None) -> pd.DataFrame:
     """Fig. 4's input: :func:`unitmem_layers` of several towers (name -> (model, "image" or "text")) in
     one table with a ``model`` column."""
     return pd.concat([unitmem_layers(m, data, indices, tower=tower, n_aug=n_aug, crop_scale=crop_scale, reduce=reduce,
-                                     seed=seed, ctx=ctx).assign(model=name) for name, (m, tower) in towers.items()],
+                                     treatment=treatment, seed=seed, ctx=ctx).assign(model=name)
+                      for name, (m, tower) in towers.items()], ignore_index=True)
+
+
+def unitmem_treatments(towers: dict[str, tuple[TrainedModel, str]], data: PairData, indices: Sequence[int], *,
+                       treatments: Sequence[str], **kw) -> pd.DataFrame:
+    """:func:`unitmem_of_models` under each treatment of negative GELU outputs, in one table with a
+    ``treatment`` column (``kw`` as for :func:`unitmem_of_models`)."""
+    return pd.concat([unitmem_of_models(towers, data, indices, treatment=t, **kw).assign(treatment=t) for t in treatments],
                      ignore_index=True)
 
 

@@ -26,7 +26,7 @@ from .runtime import timed
 __all__ = ["BOOK_STYLE", "WIDTH", "MAX_WIDTH", "subset_distributions", "score_histograms", "clean_vs_poisoned", "gallery",
            "alignment_scatter", "metric_comparison", "memorisation_vs_frequency", "pair_explorer", "pair_table",
            "unitmem_per_layer", "unitmem_tracking", "memorisation_and_utility", "removal_curves",
-           "settings_comparison", "forest", "detection_benchmark"]
+           "settings_comparison", "forest", "detection_benchmark", "noise_over_training"]
 
 BOOK_STYLE = dict(context="notebook", style="whitegrid", palette="colorblind",
                   rc={"figure.dpi": 100, "savefig.dpi": 100, "font.size": 11, "axes.titlesize": 12,
@@ -347,4 +347,19 @@ def detection_benchmark(summary: pd.DataFrame, metrics=("auroc", "auprc", "preci
     axes[0].set_ylabel("mean over seeds, 95% interval")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncols=2, frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return fig
+
+
+@timed("plotting")
+def noise_over_training(history: pd.DataFrame, title: str = "Text noise during training"):
+    """Claim 6's axis: the noise-to-signal ratio σ·√d/‖z‖ and the feature norm ‖z‖ against the epoch, one
+    line per std (band: the range over training seeds) (``sweeps.noise_over_training``'s table)."""
+    fig, axes = _panels(2)
+    for ax, (col, label) in zip(axes, [("noise_to_signal", "noise-to-signal ratio σ·√d / ‖z‖"),
+                                       ("feature_norm", "mean norm ‖z‖ of the noised features")]):
+        sns.lineplot(data=history, x="epoch", y=col, hue="setting", errorbar=("pi", 100), ax=ax)
+        ax.set(ylabel=label)
+    axes[0].axhline(1, color="black", lw=0.8, ls="--")  # noise as large as the signal
+    fig.suptitle(title)
+    fig.tight_layout()
     return fig

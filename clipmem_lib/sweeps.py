@@ -4,6 +4,7 @@ sweep point already in the run store is loaded, not retrained."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import pandas as pd
@@ -12,12 +13,13 @@ from .clipmem import candidate_summary
 from .data import PairData
 from .fitting import ClipJob, TrainedModel, fg_jobs, fit_many
 from .measure import pair_similarity, score_clipmem, utility
+from .models import model_config
 from .removal import STRATEGIES, doubling_grid, removal_order, without
 from .runtime import Context
 from .splits import Splits
 from .train import TrainConfig
 
-__all__ = ["table1_settings", "caption_settings", "sampling_settings", "noise_settings", "compare_settings",
+__all__ = ["table1_settings", "caption_settings", "sampling_settings", "noise_settings", "compare_settings", "noise_over_training", "feature_norm_growth",
            "at_seed", "removal_pool", "removal_curve", "removal_curve_seeds", "stack"]
 
 TABLE1 = ("1 image, 1 caption", "1 generated image, 1 caption", "5 generated images, 1 caption", "1 image, 5 captions",
@@ -59,6 +61,19 @@ def noise_settings(base: TrainConfig, stds: Sequence[float], at: str = "raw") ->
             for s in stds}
 
 
+def _plan(configs: dict[str, TrainConfig], seeds: Sequence[int], repeat: Sequence[str] | None):
+    """(label, seed) of every f/g pair a sweep trains: ``repeat`` settings at every seed, the others at the first."""
+    return [(label, s) for label in configs for s in (seeds or [configs[label].seed])
+            if repeat is None or label in repeat or s == (seeds or [configs[label].seed])[0]]
+
+
+def _fit_settings(data, splits, configs, seeds, repeat, model_name, ctx):
+    plan = _plan(configs, seeds, repeat)
+    cfgs = [dataclasses.replace(configs[label], seed=s) for label, s in plan]
+    models = fit_many([j for cfg in cfgs for j in fg_jobs(data, splits, model_name, cfg)], ctx)
+    return plan, models[::2], models[1::2]
+
+
 def compare_settings(data: PairData, splits: Splits, configs: dict[str, TrainConfig], probe: PairData, *,
                      seeds: Sequence[int] = (), repeat: Sequence[str] | None = None,
                      model_name: str = "clipmem-tiny", n_crops: int = 8, n_test: int | None = 127,
@@ -70,17 +85,36 @@ def compare_settings(data: PairData, splits: Splits, configs: dict[str, TrainCon
     ``seeds``: the training seeds (paired: the same seed gives every setting the same initialisation and
     batch order); empty means each config's own.  Settings named in ``repeat`` (default: all) run at every
     seed, the others at the first only.  ``seed`` fixes the evaluation (crops, test pairs)."""
-    plan = [(label, s) for label in configs for s in (seeds or [configs[label].seed])
-            if repeat is None or label in repeat or s == (seeds or [configs[label].seed])[0]]
-    cfgs = [dataclasses.replace(configs[label], seed=s) for label, s in plan]
-    models = fit_many([j for cfg in cfgs for j in fg_jobs(data, splits, model_name, cfg)], ctx)
+    plan, fs, gs = _fit_settings(data, splits, configs, seeds, repeat, model_name, ctx)
     rows = []
-    for (label, s), f, g in zip(plan, models[::2], models[1::2]):
+    for (label, s), f, g in zip(plan, fs, gs):
         scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, ctx=ctx)
         use = utility(f, probe, data, splits.external, seeds=probe_seeds, ctx=ctx)
         rows.append(dict(setting=label, seed=s, **candidate_summary(scores), **use,
                          noise_to_signal=f.history[-1].get("noise_to_signal", 0.0), f=f.key, g=g.key))
     return pd.DataFrame(rows)
+
+
+def noise_over_training(data: PairData, splits: Splits, configs: dict[str, TrainConfig], *, seeds: Sequence[int] = (),
+                        repeat: Sequence[str] | None = None, model_name: str = "clipmem-tiny",
+                        ctx: Context | None = None) -> pd.DataFrame:
+    """Table 8's f models per epoch (from their training history; nothing is trained that
+    :func:`compare_settings` did not): the noise-to-signal ratio σ·√d/‖z‖ and the mean norm ‖z‖ of the
+    features the noise is added to, ‖z‖ = σ·√d / ratio (settings with σ > 0)."""
+    plan, fs, _ = _fit_settings(data, splits, configs, seeds, repeat, model_name, ctx)
+    dim = model_config(model_name)["embed_dim"]
+    rows = [dict(setting=label, seed=s, std=f.config.text_noise_std, epoch=h["epoch"] + 1,
+                 noise_to_signal=h["noise_to_signal"],
+                 feature_norm=f.config.text_noise_std * math.sqrt(dim) / h["noise_to_signal"])
+            for (label, s), f in zip(plan, fs) if f.config.text_noise_std > 0 for h in f.history]
+    return pd.DataFrame(rows)
+
+
+def feature_norm_growth(history: pd.DataFrame) -> pd.Series:
+    """Per setting of :func:`noise_over_training`'s table: the feature norm at the last epoch over the norm
+    at the first, averaged over training seeds (above 1: the model grew its features against the noise)."""
+    ends = history.sort_values("epoch").groupby(["setting", "seed"]).feature_norm.agg(["first", "last"])
+    return (ends["last"] / ends["first"]).groupby(level="setting").mean()
 
 
 def at_seed(table: pd.DataFrame, seed: int) -> pd.DataFrame:

@@ -8,8 +8,17 @@ reference code, the median) of mu_u over the other points:
     UnitMem(u) = (mu_max,u − mu_-max,u) / (mu_max,u + mu_-max,u)
 
 **Negative activations.** open_clip's MLP uses GELU, whose output dips to −0.17. The ratio is only
-meaningful for non-negative activations, so mean activations are clamped at 0 before the formula
-("a negative mean response counts as no response"); a unit whose clamped activations are all 0 scores 0.
+meaningful for non-negative activations. Three treatments (``treatment``), all defensible:
+
+- ``"clamp"`` (the default, fixed before any result): the token-averaged activation is clamped at 0
+  ("a negative mean response counts as no response");
+- ``"relu"``: each token's activation is clamped at 0 before averaging (only positive responses count);
+- ``"shift"``: every activation is shifted up by GELU's minimum (:data:`GELU_MIN`), so the scale starts
+  at GELU's floor rather than at 0.
+
+A unit whose activations are all 0 after the treatment scores 0.  The clamp saturates many units at
+exactly 1 (a unit negative on average for all but one point); the book shows each treatment's share of
+saturated units per layer.
 
 :class:`UnitActivations` streams mu_u(x) with forward hooks on every block's ``mlp.gelu``: it keeps
 one running sum per (point, unit), so memory grows with units × points, never × augmentations.
@@ -26,8 +35,11 @@ from .augment import random_resized_crop, to_model_input
 from .models import image_size
 from .runtime import resolve_device, timed
 
-__all__ = ["unitmem", "UnitActivations", "gelu_blocks", "layer_unitmem", "text_layer_unitmem", "top_unit_layers",
-           "layer_summary", "last_layer_share"]
+__all__ = ["GELU_MIN", "TREATMENTS", "unitmem", "UnitActivations", "gelu_blocks", "layer_unitmem", "text_layer_unitmem", "top_unit_layers",
+           "layer_summary", "saturation_by_layer", "last_layer_share"]
+
+GELU_MIN = -0.16997  # min of x·Φ(x), at x ≈ −0.7518
+TREATMENTS = ("clamp", "relu", "shift")
 
 
 def unitmem(mu: torch.Tensor | np.ndarray, reduce: str = "median") -> np.ndarray:
@@ -68,8 +80,10 @@ class UnitActivations:
         mu = acts.means()                                  # list, one (n_points, units) tensor per layer
     """
 
-    def __init__(self, modules: Sequence[torch.nn.Module], n_points: int):
-        self.modules, self.n_points = list(modules), n_points
+    def __init__(self, modules: Sequence[torch.nn.Module], n_points: int, treatment: str = "clamp"):
+        if treatment not in TREATMENTS:
+            raise ValueError(f"treatment must be one of {TREATMENTS}, got {treatment!r}")
+        self.modules, self.n_points, self.treatment = list(modules), n_points, treatment
         self.sums: list[torch.Tensor | None] = [None] * len(self.modules)
         self.counts = torch.zeros(n_points, dtype=torch.float64)
         self._positions = None
@@ -79,7 +93,12 @@ class UnitActivations:
         def fn(_module, _inp, out):
             if self._positions is None:
                 return
-            act = out.detach().float().mean(dim=1) if out.dim() == 3 else out.detach().float()  # mean over tokens
+            act = out.detach().float()
+            if self.treatment == "relu":
+                act = act.clamp(min=0)  # per token, before the mean
+            elif self.treatment == "shift":
+                act = act - GELU_MIN
+            act = act.mean(dim=1) if act.dim() == 3 else act  # mean over tokens
             if self.sums[layer] is None:
                 self.sums[layer] = torch.zeros(self.n_points, act.shape[-1], dtype=torch.float64)
             self.sums[layer].index_add_(0, self._positions, act.double().cpu())
@@ -114,14 +133,16 @@ class UnitActivations:
 @timed("unitmem")
 @torch.no_grad()
 def layer_unitmem(model, images, indices: Sequence[int], *, n_aug: int = 10, crop_scale=(0.9, 1.0),
-                  reduce: str = "median", seed: int = 0, batch_size: int = 256, device=None) -> pd.DataFrame:
+                  reduce: str = "median", treatment: str = "clamp", seed: int = 0, batch_size: int = 256,
+                  device=None) -> pd.DataFrame:
     """UnitMem of every MLP unit of ``model.visual`` over the points ``indices`` (Fig. 4), from ``n_aug``
     random resized crops per point (the training augmentation).  One row per (layer, unit); the same
-    crops for every model given the same ``seed``.  Works for CLIP and for :class:`vision.Encoder`."""
+    crops for every model given the same ``seed``; ``treatment`` of negative GELU outputs as in the
+    module docstring.  Works for CLIP and for :class:`vision.Encoder`."""
     device = resolve_device(device)
     model.to(device).eval()
     idx, size = np.asarray(indices, dtype=np.int64), image_size(model)
-    acts = UnitActivations(gelu_blocks(model.visual), n_points=len(idx))
+    acts = UnitActivations(gelu_blocks(model.visual), n_points=len(idx), treatment=treatment)
     try:
         for a in range(n_aug):
             gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, a]).integers(2**62)))
@@ -144,14 +165,15 @@ def _per_unit(mus: list[torch.Tensor], reduce: str) -> pd.DataFrame:
 @timed("unitmem")
 @torch.no_grad()
 def text_layer_unitmem(model, tokens: torch.Tensor, indices: Sequence[int], caption_ids: Sequence[int] = (0,), *,
-                       reduce: str = "median", batch_size: int = 512, device=None) -> pd.DataFrame:
+                       reduce: str = "median", treatment: str = "clamp", batch_size: int = 512,
+                       device=None) -> pd.DataFrame:
     """UnitMem of every MLP unit of CLIP's text transformer (not in the paper): the captions
     ``caption_ids`` of a pair are its augmentations, and activations are averaged over all context
     positions (padding included, as all tokens are for images)."""
     device = resolve_device(device)
     model.to(device).eval()
     idx = np.asarray(indices, dtype=np.int64)
-    acts = UnitActivations(gelu_blocks(model), n_points=len(idx))
+    acts = UnitActivations(gelu_blocks(model), n_points=len(idx), treatment=treatment)
     try:
         for c in caption_ids:
             for start in range(0, len(idx), batch_size):
@@ -190,6 +212,12 @@ def layer_summary(table: pd.DataFrame, saturated_above: float = 0.999) -> pd.Dat
     return means.unstack("layer").assign(
         last=ends["last"], rise=ends["last"] - ends["first"],
         saturated=table.groupby("model").unitmem.apply(lambda u: float((u > saturated_above).mean())))
+
+
+def saturation_by_layer(table: pd.DataFrame, saturated_above: float = 0.999, by=("model",)) -> pd.DataFrame:
+    """Per ``by`` group (rows) and layer (columns): the share of units with UnitMem above ``saturated_above``."""
+    sat = table.assign(saturated=table.unitmem > saturated_above)
+    return sat.groupby([*by, "layer"]).saturated.mean().unstack("layer")
 
 
 def last_layer_share(track: pd.DataFrame, percent: float = 1) -> tuple[float, float]:

@@ -206,3 +206,23 @@ def test_stack_and_at_seed():
     assert at_seed(t, 0).x.tolist() == [1, 3] and "seed" not in at_seed(t, 0)
     both = stack({"clean": t, "planted": t})
     assert both.data.tolist() == ["clean"] * 3 + ["planted"] * 3
+
+
+def test_noise_over_training_reads_the_norm_off_the_logged_ratio(monkeypatch):
+    import math
+    import types
+
+    import pandas as pd
+    from clipmem_lib import sweeps
+    from clipmem_lib.train import TrainConfig
+
+    f = types.SimpleNamespace(config=TrainConfig(text_noise_std=0.5),
+                              history=[dict(epoch=0, noise_to_signal=0.8), dict(epoch=1, noise_to_signal=0.2)])
+    base = types.SimpleNamespace(config=TrainConfig(), history=[dict(epoch=0, noise_to_signal=0.0)])
+    monkeypatch.setattr(sweeps, "_fit_settings", lambda *a: ([("std 0.5", 3), ("std 0", 3)], [f, base], [None, None]))
+    h = sweeps.noise_over_training(None, None, {}, model_name="clipmem-tiny")
+    assert list(h.setting) == ["std 0.5", "std 0.5"] and list(h.epoch) == [1, 2]  # std 0 has no ratio to invert
+    np.testing.assert_allclose(h.feature_norm, [0.5 * 8 / 0.8, 0.5 * 8 / 0.2])  # σ·√64 / ratio
+    growth = sweeps.feature_norm_growth(pd.concat([h, h.assign(seed=4, feature_norm=[1.0, 3.0])]))
+    assert growth["std 0.5"] == pytest.approx((4.0 + 3.0) / 2)  # (20/5 + 3/1) / 2 seeds
+    assert math.isclose(sweeps.model_config("clipmem-tiny")["embed_dim"], 64)

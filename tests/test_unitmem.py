@@ -148,3 +148,47 @@ def test_median_of_the_other_points_is_numpys_median():
     med = np.median(np.sort(mu, 0)[:-1], 0)  # the other six points of each unit
     ref = (mu.max(0) - med) / (mu.max(0) + med)
     np.testing.assert_allclose(unitmem(mu, "median"), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("treatment", ["relu", "shift"])
+def test_gelu_treatments_transform_each_token_before_the_mean(treatment):
+    """ReLU per token and the shift by GELU's minimum, against hooks that apply them by hand."""
+    from clipmem_lib.unitmem import GELU_MIN
+
+    model = create_model("clipmem-tiny", vocab_size=64, seed=2).eval()
+    images = torch.randn(6, 3, 32, 32)
+    mods = gelu_blocks(model.visual)
+    acts = UnitActivations(mods, n_points=6, treatment=treatment)
+    fn = (lambda o: o.clamp(min=0)) if treatment == "relu" else (lambda o: o - GELU_MIN)
+    captured = []
+    h = mods[1].register_forward_hook(lambda mod, i, o: captured.append(fn(o.detach()).mean(1)))
+    with torch.no_grad(), acts.recording(torch.arange(6)):
+        model.encode_image(images)
+    h.remove()
+    acts.remove()
+    mu = acts.means()[1]
+    torch.testing.assert_close(mu.float(), captured[0], rtol=1e-5, atol=1e-6)
+    assert (mu >= 0).all() and (mu > 0).float().mean() > 0.5  # non-negative, and more than the clamp's zeros
+    clamp = UnitActivations(mods, n_points=6)
+    with torch.no_grad(), clamp.recording(torch.arange(6)):
+        model.encode_image(images)
+    clamp.remove()
+    assert not torch.allclose(clamp.means()[1], mu)  # a different statistic from the clamp of the mean
+    with pytest.raises(ValueError, match="treatment must be one of"):
+        UnitActivations(mods, n_points=6, treatment="abs")
+
+
+def test_gelu_min_is_the_minimum_of_gelu():
+    from clipmem_lib.unitmem import GELU_MIN
+
+    x = torch.linspace(-3, 1, 400001, dtype=torch.float64)
+    assert float(torch.nn.functional.gelu(x).min()) == pytest.approx(GELU_MIN, abs=1e-5)
+
+
+def test_saturation_by_layer_counts_units_at_one():
+    import pandas as pd
+    from clipmem_lib.unitmem import saturation_by_layer
+
+    t = pd.DataFrame(dict(model=["a"] * 6, layer=[0, 0, 0, 1, 1, 1], unitmem=[1.0, 0.5, 1.0, 0.2, 0.9995, 0.3]))
+    s = saturation_by_layer(t)
+    assert s.loc["a", 0] == pytest.approx(2 / 3) and s.loc["a", 1] == pytest.approx(1 / 3)
