@@ -130,7 +130,7 @@ def test_claim8_orders_the_last_block():
     assert [v.verdict for v in claims.claim8(swapped)] == ["fails", "fails"]
     alt = claims.claim8_treatments({"relu": layers, "shift": swapped})  # shown with intervals, never counted
     assert [v.verdict for v in alt] == ["n/a"] * 4 and "(GELU treatment: shift)" in alt[2].what
-    assert alt[0].effect == pytest.approx(0.21) and alt[2].effect == pytest.approx(-0.19) and alt[2].n_seeds == 3
+    assert alt[0].effect == pytest.approx(0.21) and alt[2].effect == pytest.approx(-0.2) and alt[2].n_seeds == 3
 
 
 def test_measured_text_shows_the_difference_as_measured_and_the_effect_the_paper_s_way():
