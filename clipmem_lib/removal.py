@@ -14,10 +14,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["STRATEGIES", "ORDERINGS", "removal_order", "detection_counts", "nearest", "nearest_k", "first_k_covering", "doubling_grid", "without", "peak_and_cutoff", "peak_table", "describe_peak",
-           "planted_counts"]
+from .claims import paired_interval
+
+__all__ = ["STRATEGIES", "WITH_ORACLE", "ORDERINGS", "removal_order", "detection_counts", "nearest", "nearest_k", "first_k_covering", "doubling_grid", "without", "peak_and_cutoff", "peak_table", "describe_peak",
+           "planted_counts", "utility_gap"]
 
 STRATEGIES = ("clipmem", "random", "similarity")  # retrained by default (Fig. 6)
+WITH_ORACLE = STRATEGIES + ("oracle",)  # retrained on planted data: the oracle is the ceiling
 ORDERINGS = STRATEGIES + ("similarity_f", "oracle")
 
 
@@ -118,3 +121,21 @@ def planted_counts(curve: pd.DataFrame) -> pd.DataFrame:
     """Fig. 6's planted panel as a table: planted mis-captions among the first k removed (rows: k ≥ 0,
     columns: strategy)."""
     return curve.pivot_table(index="k", columns="strategy", values="planted_removed").astype(int)
+
+
+def utility_gap(clean: dict, planted: dict, metrics=("r_at_1", "lp_acc"), level: float = 0.95) -> pd.DataFrame:
+    """The design check of the removal experiment (the paper's Fig. 8 logic): how much the planted
+    mis-captions cost f's utility.  ``clean`` and ``planted``: training seed -> :func:`~clipmem_lib.measure.utility`
+    dict of f.  Per metric: the gap clean − planted (mean over paired seeds, t-interval), the seed spread
+    (the mean of the two settings' std over seeds) and ``ratio`` = gap / spread.  Removal can only show a
+    utility gain where the gap is several times the seed spread."""
+    seeds = sorted(set(clean) & set(planted))
+    rows = {}
+    for m in metrics:
+        a = np.array([clean[s][m] for s in seeds], dtype=float)
+        b = np.array([planted[s][m] for s in seeds], dtype=float)
+        mean, low, high, n = paired_interval(a - b, level)
+        spread = float((a.std(ddof=1) + b.std(ddof=1)) / 2) if n > 1 else float("nan")
+        rows[m] = dict(clean=a.mean(), planted=b.mean(), gap=mean, low=low, high=high, seed_spread=spread,
+                       ratio=mean / spread if spread > 0 else float("nan"), n_seeds=n)
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")

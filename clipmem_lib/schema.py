@@ -70,8 +70,8 @@ CHAPTERS: dict[str, dict[str, object] | None] = {
     "05_between": {"ssl_crops": None, "ssl_crop_scale": None, "dino_local_crops": None, "unitmem_augs": None,
                    "unitmem_reduce": None, "track_every": None, "unitmem_model": None},
     "06_mitigation": {"n_jobs": 2, "probe_seeds": None, "caption_counts": None, "noise_stds": None, "noise_at": None},
-    "07_removal": {"n_jobs": 2, "probe_seeds": None, "poison_fraction": None, "removal_fractions": None,
-                   "removal_captions": None},
+    "07_removal": {"n_candidates": 600, "n_jobs": 2, "probe_seeds": None, "poison_fraction": 0.4,
+                   "removal_fractions": [0.2, 0.4, 0.8], "removal_captions": None},  # planting sized by its utility gap
     "09_audit": {"n_jobs": 2, "audit_pairs": None, "audit_folds": None, "audit_rates": None},
     "99_summary": None,  # reads only the chapters' tables
 }

@@ -226,3 +226,18 @@ def test_noise_over_training_reads_the_norm_off_the_logged_ratio(monkeypatch):
     growth = sweeps.feature_norm_growth(pd.concat([h, h.assign(seed=4, feature_norm=[1.0, 3.0])]))
     assert growth["std 0.5"] == pytest.approx((4.0 + 3.0) / 2)  # (20/5 + 3/1) / 2 seeds
     assert math.isclose(sweeps.model_config("clipmem-tiny")["embed_dim"], 64)
+
+
+def test_utility_gap_against_hand_computation():
+    from scipy import stats
+    from clipmem_lib.removal import utility_gap
+
+    clean = {0: dict(r_at_1=0.15, lp_acc=0.90), 1: dict(r_at_1=0.13, lp_acc=0.88), 2: dict(r_at_1=0.16, lp_acc=0.91)}
+    planted = {0: dict(r_at_1=0.09, lp_acc=0.86), 1: dict(r_at_1=0.08, lp_acc=0.87), 2: dict(r_at_1=0.10, lp_acc=0.85)}
+    gap = utility_gap(clean, planted)
+    d = np.array([0.06, 0.05, 0.06])
+    r = gap.loc["r_at_1"]
+    assert r.gap == pytest.approx(d.mean()) and r.n_seeds == 3
+    assert r.high == pytest.approx(d.mean() + stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3))
+    spread = (np.std([0.15, 0.13, 0.16], ddof=1) + np.std([0.09, 0.08, 0.10], ddof=1)) / 2
+    assert r.seed_spread == pytest.approx(spread) and r.ratio == pytest.approx(d.mean() / spread)
