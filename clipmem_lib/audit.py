@@ -17,12 +17,14 @@ neighbour score (Zhang et al., ICML 2025), all "higher = more suspect".
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import os
 import pathlib
 from typing import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -33,6 +35,7 @@ from .clipmem import alignment_scores, positions_in_test_set, range_normalise, s
 from .data import PairData
 from .fitting import ClipJob, TrainedModel, fit_many
 from .measure import model_embeddings, pair_similarity
+from .plots import image_data_uri
 from .runtime import Context
 from .splits import plant_miscaptions
 from .train import TrainConfig
@@ -144,10 +147,9 @@ def score_crossfit(models: Sequence[TrainedModel], data: PairData, folds: np.nda
     def compute():
         align, sim = np.zeros((len(models), len(idx))), np.zeros(len(idx))
         agree, lemon = np.zeros(len(idx)), np.zeros(len(idx))
-        at = {int(i): p for p, i in enumerate(idx)}
         for j, m in enumerate(models):
             img, txt = model_embeddings(m, data, idx, n_crops=n_crops, seed=seed, ctx=ctx)
-            t = np.array([at[int(i)] for i in tests[j]])  # rows of model j's test pairs
+            t = np.searchsorted(idx, tests[j])  # rows of model j's test pairs (idx is sorted)
             align[j] = alignment_scores(img, txt, img[t, 0], txt[t], positions_in_test_set(idx, tests[j]))
             mine = fold == j
             plain, cap = img[mine, 0], txt[mine].mean(1)
@@ -200,8 +202,6 @@ def detection_benchmark(data: PairData, pool: Sequence[int], rates: Sequence[flo
     every method of :data:`METHODS`.  The seed sets the planting, the folds, the initialisation and the
     batch order, and is shared by all methods (paired).  Returns the tidy table (rate, seed, method,
     auroc, auprc, precision_at_k) and the per-pair scores keyed by (rate, seed)."""
-    import dataclasses
-
     ctx = ctx or Context()
     pool = np.asarray(pool, dtype=np.int64)
     plan, jobs = [], []
@@ -258,20 +258,7 @@ def check_images(data: PairData, size: int, progress: bool = False) -> None:
         data.images.load(i, 0, size)
 
 
-def _thumb(data: PairData, i: int, size: int = 96) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(data.images.load(int(i), 0, size).permute(1, 2, 0).numpy()).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def _histogram(scores: pd.DataFrame) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7, 2.8))
     ax.hist(scores.clipmem, bins=40, color="#0173b2")
     ax.set(xlabel="cross-fitted CLIPMem (range-normalised)", ylabel="pairs", title=f"{len(scores)} pairs")
@@ -288,7 +275,7 @@ def report_html(scores: pd.DataFrame, data: PairData, k: int = 50, title: str = 
     ranked = scores.sort_values("rank")
 
     def gallery(part):
-        cells = [f'<figure><img src="{_thumb(data, r["index"])}" alt="pair {int(r["index"])}">'
+        cells = [f'<figure><img src="{image_data_uri(data, r["index"], 96)}" alt="pair {int(r["index"])}">'
                  f'<figcaption><b>{r.clipmem:+.3f}</b> (rank {int(r["rank"])})<br>{html.escape(str(r.caption))}'
                  f'</figcaption></figure>' for _, r in part.iterrows()]
         return '<div class="gallery">' + "".join(cells) + "</div>"

@@ -26,7 +26,7 @@ from .runtime import timed
 __all__ = ["BOOK_STYLE", "WIDTH", "MAX_WIDTH", "subset_distributions", "score_histograms", "clean_vs_poisoned", "gallery",
            "alignment_scatter", "metric_comparison", "memorisation_vs_frequency", "pair_explorer", "pair_table",
            "unitmem_per_layer", "unitmem_tracking", "memorisation_and_utility", "removal_curves",
-           "settings_comparison", "forest", "detection_benchmark", "noise_over_training"]
+           "settings_comparison", "forest", "detection_benchmark", "noise_over_training", "image_data_uri"]
 
 BOOK_STYLE = dict(context="notebook", style="whitegrid", palette="colorblind",
                   rc={"figure.dpi": 100, "savefig.dpi": 100, "font.size": 11, "axes.titlesize": 12,
@@ -88,8 +88,9 @@ def _img(data: PairData, i: int, size: int = 64) -> np.ndarray:
     return data.images.load(int(i), 0, size).permute(1, 2, 0).numpy()
 
 
-def _png(data: PairData, i: int, size: int) -> str:
-    """Pair ``i``'s image as a base64 PNG data URI (for HTML outputs that render without a kernel)."""
+def image_data_uri(data: PairData, i: int, size: int) -> str:
+    """Pair ``i``'s image as a base64 PNG data URI (for HTML outputs that render without a kernel or a
+    server: the book's pair tables, the audit's report.html)."""
     from PIL import Image
 
     buf = io.BytesIO()
@@ -206,7 +207,7 @@ def pair_explorer(data: PairData, scores: pd.DataFrame, column: str = "clipmem")
         rank.max = max(0, len(part) - 1)
         row = part.iloc[min(rank.value, len(part) - 1)]
         caps = "".join(f"<li>{html.escape(c)}</li>" for c in data.captions[int(row['index'])])
-        view.value = (f"<img src='{_png(data, row['index'], 128)}' width=128 "
+        view.value = (f"<img src='{image_data_uri(data, row['index'], 128)}' width=128 "
                       f"style='image-rendering:pixelated'/><p><b>{column} = {row[column]:.3f}</b> "
                       f"(rank {rank.value + 1} of {len(part)} in {subset.value}; pair {int(row['index'])}"
                       f"{', mis-captioned' if bool(row.get('is_miscaptioned', False)) else ''})</p><ol>{caps}</ol>")
@@ -224,7 +225,7 @@ def pair_table(data: PairData, scores: pd.DataFrame, column: str = "clipmem", k:
     rows = []
     for sub in [s for s in SUBSET_ORDER if s in set(scores.subset)]:
         top = scores[scores.subset == sub].nlargest(k, column)
-        rows += [{"subset": sub, "rank": r + 1, "image": f"<img src='{_png(data, row['index'], 48)}' width=48 "
+        rows += [{"subset": sub, "rank": r + 1, "image": f"<img src='{image_data_uri(data, row['index'], 48)}' width=48 "
                                                          "style='image-rendering:pixelated'/>",
                   "caption": html.escape(data.captions[int(row["index"])][0])
                   + (" <b>[mis-captioned]</b>" if bool(row.get("is_miscaptioned", False)) else ""),
