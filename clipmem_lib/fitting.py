@@ -30,7 +30,7 @@ from .store import config_key
 from .train import TrainConfig, train_clip
 from .vision import Encoder, VisionConfig, first_level_targets, train_dino, train_supervised, vision_tower
 
-__all__ = ["TrainedModel", "ClipJob", "VisionJob", "fit", "fit_many", "fit_clip", "fit_vision", "fg_jobs",
+__all__ = ["TrainedModel", "ClipJob", "VisionJob", "fit", "fit_many", "stored_history", "fit_clip", "fit_vision", "fg_jobs",
            "fit_f_and_g", "fit_f_and_g_seeds"]
 
 
@@ -66,9 +66,13 @@ def _save(module: torch.nn.Module, history: list[dict], out) -> None:
     pd.DataFrame(history).to_csv(out / "history.csv", index=False)
 
 
+def _history(path) -> list[dict]:
+    return pd.read_csv(path / "history.csv").to_dict("records")
+
+
 def _load(module: torch.nn.Module, path) -> tuple[torch.nn.Module, list[dict]]:
     module.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
-    return module.eval(), pd.read_csv(path / "history.csv").to_dict("records")
+    return module.eval(), _history(path)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -224,6 +228,14 @@ def fit_many(jobs: Sequence[Job], ctx: Context | None = None, *, force: bool = F
         force = False  # all of them are stored now
     done = {i: fit(j, ctx, force=force) for i, j in todo.items()}
     return [done.get(i) or fit(j, ctx) for j, i in zip(jobs, idents)]
+
+
+def stored_history(job: Job, ctx: Context | None = None) -> list[dict]:
+    """The per-epoch training history of ``job`` read from its run-store entry, without loading the
+    weights (trained first if the store lacks it)."""
+    ctx = ctx or Context()
+    path = ctx.store.entry(job.kind, job.key())
+    return _history(path) if path is not None else fit(job, ctx).history
 
 
 def fit_clip(data: PairData, indices: Sequence[int], model_name: str = "clipmem-tiny",

@@ -134,6 +134,12 @@ def tokenizer_for(name: str, data: PairData | None = None, trim: bool | None = N
     trim = (CONFIG_DIR / f"{base_name(name)}.json").exists() if trim is None else trim
     if not (trim and data is not None):
         return CaptionTokenizer(ctx)
-    corpus = [c for cs in data.captions for c in cs]
-    longest = int((CaptionTokenizer(ctx)(corpus) != 0).sum(-1).max())  # start and end tokens included
-    return CaptionTokenizer(min(ctx, longest), corpus)
+    key = (ctx, data.caption_digest())
+    if key not in _SIZED:  # sizing tokenizes the whole corpus twice: once per corpus, not once per job
+        corpus = [c for cs in data.captions for c in cs]
+        longest = int((CaptionTokenizer(ctx)(corpus) != 0).sum(-1).max())  # start and end tokens included
+        _SIZED[key] = CaptionTokenizer(min(ctx, longest), corpus)
+    return _SIZED[key]
+
+
+_SIZED: dict[tuple[int, str], CaptionTokenizer] = {}  # (context, caption digest) -> the tokenizer sized for them

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .clipmem import candidate_summary
 from .data import PairData
-from .fitting import ClipJob, TrainedModel, fg_jobs, fit_many
+from .fitting import ClipJob, TrainedModel, fg_jobs, fit_many, stored_history
 from .measure import pair_similarity, score_clipmem, utility
 from .models import model_config
 from .removal import STRATEGIES, doubling_grid, removal_order, without
@@ -67,11 +67,11 @@ def _plan(configs: dict[str, TrainConfig], seeds: Sequence[int], repeat: Sequenc
             if repeat is None or label in repeat or s == (seeds or [configs[label].seed])[0]]
 
 
-def _fit_settings(data, splits, configs, seeds, repeat, model_name, ctx):
+def _settings_jobs(data, splits, configs, seeds, repeat, model_name):
+    """The plan of :func:`_plan` and its f and g jobs, f first for each (label, seed)."""
     plan = _plan(configs, seeds, repeat)
     cfgs = [dataclasses.replace(configs[label], seed=s) for label, s in plan]
-    models = fit_many([j for cfg in cfgs for j in fg_jobs(data, splits, model_name, cfg)], ctx)
-    return plan, models[::2], models[1::2]
+    return plan, [j for cfg in cfgs for j in fg_jobs(data, splits, model_name, cfg)]
 
 
 def compare_settings(data: PairData, splits: Splits, configs: dict[str, TrainConfig], probe: PairData, *,
@@ -85,9 +85,10 @@ def compare_settings(data: PairData, splits: Splits, configs: dict[str, TrainCon
     ``seeds``: the training seeds (paired: the same seed gives every setting the same initialisation and
     batch order); empty means each config's own.  Settings named in ``repeat`` (default: all) run at every
     seed, the others at the first only.  ``seed`` fixes the evaluation (crops, test pairs)."""
-    plan, fs, gs = _fit_settings(data, splits, configs, seeds, repeat, model_name, ctx)
+    plan, jobs = _settings_jobs(data, splits, configs, seeds, repeat, model_name)
+    models = fit_many(jobs, ctx)
     rows = []
-    for (label, s), f, g in zip(plan, fs, gs):
+    for (label, s), f, g in zip(plan, models[::2], models[1::2]):
         scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, ctx=ctx)
         use = utility(f, probe, data, splits.external, seeds=probe_seeds, ctx=ctx)
         rows.append(dict(setting=label, seed=s, **candidate_summary(scores), **use,
@@ -101,12 +102,12 @@ def noise_over_training(data: PairData, splits: Splits, configs: dict[str, Train
     """Table 8's f models per epoch (from their training history; nothing is trained that
     :func:`compare_settings` did not): the noise-to-signal ratio σ·√d/‖z‖ and the mean norm ‖z‖ of the
     features the noise is added to, ‖z‖ = σ·√d / ratio (settings with σ > 0)."""
-    plan, fs, _ = _fit_settings(data, splits, configs, seeds, repeat, model_name, ctx)
+    plan, jobs = _settings_jobs(data, splits, configs, seeds, repeat, model_name)
     dim = model_config(model_name)["embed_dim"]
     rows = [dict(setting=label, seed=s, std=f.config.text_noise_std, epoch=h["epoch"] + 1,
                  noise_to_signal=h["noise_to_signal"],
                  feature_norm=f.config.text_noise_std * math.sqrt(dim) / h["noise_to_signal"])
-            for (label, s), f in zip(plan, fs) if f.config.text_noise_std > 0 for h in f.history]
+            for (label, s), f in zip(plan, jobs[::2]) if f.config.text_noise_std > 0 for h in stored_history(f, ctx)]
     return pd.DataFrame(rows)
 
 

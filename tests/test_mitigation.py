@@ -219,7 +219,8 @@ def test_noise_over_training_reads_the_norm_off_the_logged_ratio(monkeypatch):
     f = types.SimpleNamespace(config=TrainConfig(text_noise_std=0.5),
                               history=[dict(epoch=0, noise_to_signal=0.8), dict(epoch=1, noise_to_signal=0.2)])
     base = types.SimpleNamespace(config=TrainConfig(), history=[dict(epoch=0, noise_to_signal=0.0)])
-    monkeypatch.setattr(sweeps, "_fit_settings", lambda *a: ([("std 0.5", 3), ("std 0", 3)], [f, base], [None, None]))
+    monkeypatch.setattr(sweeps, "_settings_jobs", lambda *a: ([("std 0.5", 3), ("std 0", 3)], [f, None, base, None]))
+    monkeypatch.setattr(sweeps, "stored_history", lambda job, ctx: job.history)
     h = sweeps.noise_over_training(None, None, {}, model_name="clipmem-tiny")
     assert list(h.setting) == ["std 0.5", "std 0.5"] and list(h.epoch) == [1, 2]  # std 0 has no ratio to invert
     np.testing.assert_allclose(h.feature_norm, [0.5 * 8 / 0.8, 0.5 * 8 / 0.2])  # σ·√64 / ratio
@@ -241,3 +242,15 @@ def test_utility_gap_against_hand_computation():
     assert r.high == pytest.approx(d.mean() + stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3))
     spread = (np.std([0.15, 0.13, 0.16], ddof=1) + np.std([0.09, 0.08, 0.10], ddof=1)) / 2
     assert r.seed_spread == pytest.approx(spread) and r.ratio == pytest.approx(d.mean() / spread)
+
+
+def test_stored_history_reads_the_entry_without_the_weights(tmp_path, scenes_140):
+    from clipmem_lib.fitting import ClipJob, stored_history
+    from clipmem_lib.runtime import Context
+    from clipmem_lib.store import RunStore
+
+    job = ClipJob(scenes_140, np.arange(100))
+    ctx = Context(store=RunStore(tmp_path), progress=False)
+    hist = [dict(epoch=0, loss=2.0, noise_to_signal=0.3), dict(epoch=1, loss=1.5, noise_to_signal=0.2)]
+    ctx.store.build(job.kind, job.key(), lambda out, _: pd.DataFrame(hist).to_csv(out / "history.csv", index=False))
+    assert stored_history(job, ctx) == hist  # the entry has no model.pt: the weights are never read

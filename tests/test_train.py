@@ -147,3 +147,17 @@ def test_the_tokenizer_is_sized_for_the_data_and_the_model_for_the_tokenizer(tin
     assert tokenizer_for("ViT-B-32", data).context_length == 77
     m = model_for("clipmem-tiny", tok)
     assert m.positional_embedding.shape[0] == longest and m.encode_text(tokens[:2, 0]).shape == (2, 64)
+
+
+def test_the_sized_tokenizer_is_built_once_per_corpus(tiny, monkeypatch):
+    import clipmem_lib.models as models
+    from clipmem_lib.splits import plant_miscaptions
+
+    data, tok, _ = tiny
+    assert tokenizer_for("clipmem-tiny", data) is tok  # the fixture's: no second pass over the corpus
+    built = []
+    monkeypatch.setattr(models, "CaptionTokenizer", lambda *a: built.append(a) or tok)
+    other = plant_miscaptions(data, range(10), 0.5, seed=0)  # other captions: sized anew
+    tokenizer_for("clipmem-tiny", other)
+    tokenizer_for("clipmem-tiny", other)
+    assert len(built) == 2  # the longest-caption pass and the sized tokenizer, once
