@@ -2,6 +2,7 @@
 
 Tiny configs for CPU live in ``model_configs/*.json`` (open_clip's format) and are registered with
 ``open_clip.add_model_config``; paper scale uses open_clip's ViT-B-32, ViT-B-16 and ViT-L-14.
+``clipmem-coca`` is a tiny open_clip CoCa, App. A.6's second multimodal model.
 ``pretrained`` is never passed: every model is trained from scratch, as in the paper (Sec. 4.1).
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 
 from .data import PairData
 
-__all__ = ["create_model", "model_for", "layerwise_model", "image_size", "model_config", "sized", "base_name",
+__all__ = ["create_model", "model_for", "is_coca", "layerwise_model", "image_size", "model_config", "sized", "base_name",
            "CaptionTokenizer", "PAPER_MODELS"]
 
 CONFIG_DIR = pathlib.Path(__file__).with_name("model_configs")
@@ -61,29 +62,49 @@ def layerwise_model(name: str, override: str = "") -> str:
 
 
 def image_size(model) -> int:
-    """Input side of a CLIP model or of its image tower."""
+    """Input side of a CLIP or CoCa model or of its image tower."""
     s = getattr(model, "visual", model).image_size
     return s[0] if isinstance(s, (tuple, list)) else int(s)
 
 
+def is_coca(model) -> bool:
+    """Whether ``model`` is an ``open_clip.CoCa`` (contrastive plus captioning loss; App. A.6's second
+    multimodal model), which the trainer gives its captioning loss too."""
+    return isinstance(model, open_clip.CoCa)
+
+
 def create_model(name: str, vocab_size: int | None = None, seed: int = 0,
-                 context_length: int | None = None) -> open_clip.CLIP:
-    """A randomly initialised ``open_clip.CLIP`` (no download); ``vocab_size`` shrinks the token table
-    and ``context_length`` the text context (a tokenizer sized for the data)."""
+                 context_length: int | None = None) -> open_clip.CLIP | open_clip.CoCa:
+    """A randomly initialised ``open_clip.CLIP``, or ``open_clip.CoCa`` for a config with a
+    ``multimodal_cfg`` (its text decoder), no download; ``vocab_size`` shrinks the token table and
+    ``context_length`` the text context (a tokenizer sized for the data), in the text tower and, for
+    CoCa, the decoder alike."""
     cfg = model_config(name)
-    if vocab_size is not None:
-        cfg["text_cfg"]["vocab_size"] = int(vocab_size)
-    if context_length is not None:
-        cfg["text_cfg"]["context_length"] = int(context_length)
-    for key in ("custom_text", "multimodal_cfg"):
-        if cfg.pop(key, None):
-            raise ValueError(f"{name}: only plain CLIP configs are supported")
+    coca = "multimodal_cfg" in cfg
+    if cfg.pop("custom_text", False) and not coca:
+        raise ValueError(f"{name}: a custom text tower (open_clip's CustomTextCLIP) is not supported; "
+                         f"plain CLIP and CoCa configs are")
+    if cfg["text_cfg"].get("hf_model_name"):
+        raise ValueError(f"{name}: a Hugging Face text tower needs its own tokenizer; only open_clip's BPE "
+                         f"text towers are supported")
+    for tower in ("text_cfg", "multimodal_cfg") if coca else ("text_cfg",):
+        if vocab_size is not None:
+            cfg[tower]["vocab_size"] = int(vocab_size)
+        if context_length is not None:  # CoCa's text tower appends its CLS token beyond this context
+            cfg[tower]["context_length"] = int(context_length)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return open_clip.CLIP(**cfg)
+        if not coca:
+            return open_clip.CLIP(**cfg)
+        model = open_clip.CoCa(**cfg)
+        # open_clip leaves the decoder's output projection as torch.empty (MultimodalTransformer never calls its
+        # init_parameters): memory garbage, so f and g would not start alike; initialise it as that method means to
+        decoder = model.text_decoder
+        torch.nn.init.normal_(decoder.text_projection, std=decoder.width ** -0.5)
+        return model
 
 
-def model_for(name: str, tokenizer: "CaptionTokenizer", seed: int = 0) -> open_clip.CLIP:
+def model_for(name: str, tokenizer: "CaptionTokenizer", seed: int = 0) -> open_clip.CLIP | open_clip.CoCa:
     """:func:`create_model` with the vocabulary and context of ``tokenizer`` (what it was sized for)."""
     return create_model(name, tokenizer.vocab_size, seed=seed, context_length=tokenizer.context_length)
 

@@ -5,7 +5,8 @@ and random-resized-crop augmentation, ``logit_scale`` clamped to [0, ln 100] aft
 no weight decay on gains, biases and ``logit_scale`` (as open_clip_train does).  Options for the
 later experiments: caption choice per step (first / random / balanced, Table 3; ``n_captions``,
 Fig. 5a), image-variant choice (Table 1) and Gaussian noise on the text embeddings during training
-only (Sec. 4.6, Table 8).
+only (Sec. 4.6, Table 8).  An ``open_clip.CoCa`` (App. A.6's second multimodal model) trains with the
+same protocol on ``ClipLoss`` plus its captioning loss, weighted as open_clip_train's defaults.
 
 Every random draw of epoch ``e`` comes from generators seeded by ``(seed, e)`` and indexed by
 *position* in the training list, so (i) a resumed run equals an uninterrupted one, and (ii) f and g
@@ -28,10 +29,12 @@ from open_clip.loss import ClipLoss
 from .augment import random_resized_crop, to_model_input
 from .data import ImageSource
 from .engine import fit_epochs
-from .models import image_size
+from .models import image_size, is_coca
 from .runtime import resolve_device, timed
 
-__all__ = ["TrainConfig", "train_clip", "choose_views", "noisy_text_features"]
+__all__ = ["TrainConfig", "train_clip", "choose_views", "noisy_text_features", "caption_loss", "COCA_LOSS_WEIGHTS"]
+
+COCA_LOSS_WEIGHTS = dict(contrastive=1.0, caption=2.0)  # open_clip_train's --coca-{contrastive,caption}-loss-weight
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,15 +102,27 @@ def noisy_text_features(raw: torch.Tensor, std: float, at: str, generator: torch
     return F.normalize(x + noise, dim=-1)
 
 
+def caption_loss(logits: torch.Tensor, labels: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+    """CoCa's captioning loss (open_clip's ``CoCaLoss``, unweighted): mean cross-entropy of the decoder's
+    next-token ``logits`` (B, L, V) against ``labels`` (B, L) over the tokens that are not padding."""
+    return F.cross_entropy(logits.permute(0, 2, 1), labels, ignore_index=pad_id)
+
+
 class _Forward(torch.nn.Module):
-    """Image embeddings (normalised) and raw text features in one forward, so DDP can wrap it."""
+    """Image embeddings (normalised), raw text features, logit scale and the caption loss (CoCa, whose
+    forward returns its text features normalised; None for CLIP) in one forward, so DDP can wrap it."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, image, text):
-        return self.model.encode_image(image, normalize=True), self.model.encode_text(text), self.model.logit_scale.exp()
+        m = self.model
+        if not is_coca(m):
+            return m.encode_image(image, normalize=True), m.encode_text(text), m.logit_scale.exp(), None
+        out = m(image, text)  # teacher forcing: decoder logits from tokens [:-1], labels text[:, 1:]
+        cap = caption_loss(out["logits"], out["labels"], m.pad_id)
+        return out["image_features"], out["text_features"], out["logit_scale"], cap
 
 
 @timed("training")
@@ -120,7 +135,8 @@ def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequen
 
     ``tokens`` is (N, K, context) from :meth:`CaptionTokenizer.tokenize_pairs`.  With ``checkpoint``
     a state file is written atomically after every epoch and a run restarts from it.  Returns the
-    per-epoch history (loss, lr, logit scale, noise-to-signal norm ratio, samples/s).
+    per-epoch history (loss, lr, logit scale, noise-to-signal norm ratio, samples/s; for CoCa also the
+    unweighted ``contrastive_loss`` and ``caption_loss``, "loss" being their weighted sum).
     """
     device = resolve_device(device)
     indices = np.asarray(indices, dtype=np.int64)
@@ -129,6 +145,9 @@ def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequen
                          f"per pair, but the data has {tokens.shape[1]}")
     if max(cfg.image_variants) >= images.n_variants:
         raise ValueError(f"image_variants={cfg.image_variants} but the data has {images.n_variants} variant(s) per pair")
+    if is_coca(model) and cfg.text_noise_std > 0:
+        raise ValueError(f"text_noise_std={cfg.text_noise_std} (Sec. 4.6) is not supported for CoCa models; "
+                         f"train them with text_noise_std=0")
     world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
     model.to(device).train()
     fwd = _Forward(model)
@@ -153,12 +172,16 @@ def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequen
     def step(batch, gen, _epoch, _step, _total):
         img, txt = batch
         img = random_resized_crop(to_model_input(img.to(device, non_blocking=True)), gen, cfg.crop_scale)
-        img_f, raw_txt, scale = fwd(img, txt.to(device, non_blocking=True))
+        img_f, raw_txt, scale, cap = fwd(img, txt.to(device, non_blocking=True))
         txt_f = noisy_text_features(raw_txt.float(), cfg.text_noise_std, cfg.text_noise_at, gen)
         ref = raw_txt if cfg.text_noise_at == "raw" else F.normalize(raw_txt, dim=-1)
         ratio = cfg.text_noise_std * math.sqrt(ref.shape[-1]) / ref.float().norm(dim=-1).mean().item()  # σ·√d/‖z‖
         logs = dict(logit_scale=float(scale.detach()), noise_to_signal=ratio)
-        return loss_fn(img_f.float(), txt_f, scale.float()), logs
+        loss = loss_fn(img_f.float(), txt_f, scale.float())
+        if cap is None:
+            return loss, logs
+        logs.update(contrastive_loss=float(loss.detach()), caption_loss=float(cap.detach()))
+        return COCA_LOSS_WEIGHTS["contrastive"] * loss + COCA_LOSS_WEIGHTS["caption"] * cap, logs
 
     def clamp_scale():
         with torch.no_grad():
