@@ -28,10 +28,11 @@ from .runtime import Context, timer
 from .splits import Splits
 from .store import config_key
 from .train import TrainConfig, train_clip
-from .vision import Encoder, VisionConfig, first_level_targets, train_dino, train_supervised, vision_tower
+from .vision import (Classifier, Encoder, VisionConfig, first_level_targets, train_classifier, train_dino,
+                     train_supervised, vision_tower)
 
 __all__ = ["TrainedModel", "ClipJob", "VisionJob", "fit", "fit_many", "stored_history", "fit_clip", "fit_vision", "fg_jobs",
-           "fit_f_and_g", "fit_f_and_g_seeds"]
+           "fit_f_and_g", "fit_f_and_g_seeds", "classifier_fg_jobs", "fit_classifier_f_and_g"]
 
 
 @dataclasses.dataclass
@@ -140,8 +141,14 @@ class ClipJob:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class VisionJob:
-    """A Sec. 4.5 baseline on CLIP's image tower: ``kind`` "dino" (self-supervised) or "supervised"
-    (multi-label first-level labels: colours of the built-in scenes, COCO's supercategories)."""
+    """A model on CLIP's image tower: ``kind`` "dino" (self-supervised, Sec. 4.5), "supervised" (Sec. 4.5:
+    multi-label first-level labels: colours of the built-in scenes, COCO's supercategories) or
+    "classifier" (Fig. 8: single-label softmax over ``labels``, the given labels of all N points with any
+    flips, default ``data.labels``, and ``n_classes`` classes, default ``labels.max() + 1``).
+
+    A classifier's key holds the labels of its training points only, so f's key changes with flips in
+    S_C while g's (trained on S_S ∪ S_I) does not.
+    """
 
     kind: str
     data: PairData
@@ -149,33 +156,60 @@ class VisionJob:
     model_name: str = "clipmem-tiny"
     config: VisionConfig = VisionConfig()
     desc: str = ""
+    labels: np.ndarray | None = None
+    n_classes: int | None = None
 
     def __post_init__(self):
-        if self.kind not in ("dino", "supervised"):
-            raise ValueError(f"kind must be 'dino' or 'supervised', got {self.kind!r}")
+        if self.kind not in ("dino", "supervised", "classifier"):
+            raise ValueError(f"kind must be 'dino', 'supervised' or 'classifier', got {self.kind!r}")
         object.__setattr__(self, "indices", np.asarray(self.indices, dtype=np.int64))
+        if self.kind != "classifier":
+            if self.labels is not None or self.n_classes is not None:
+                raise ValueError(f"labels and n_classes are for kind 'classifier', not {self.kind!r}")
+            return
+        labels = self.data.labels if self.labels is None else self.labels
+        if labels is None:
+            raise ValueError(f"{self.data.name} has no labels: give the classifier labels=")
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != (len(self.data),):
+            raise ValueError(f"labels must give one class per point of the data, shape ({len(self.data)},); "
+                             f"got {labels.shape}")
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "n_classes", int(labels.max()) + 1 if self.n_classes is None else int(self.n_classes))
 
     def key(self) -> dict:
         key = dict(model_name=self.model_name, train=self.config, images=self.data.images.fingerprint(),
                    indices=self.indices)
         if self.kind == "supervised" and "first_level" in self.data.meta:  # COCO's labels; built-in follow the images
             key["labels"] = config_key(list(self.data.meta["first_level"]))
+        if self.kind == "classifier":
+            key.update(labels=self.labels[self.indices], n_classes=self.n_classes)
         return key
 
     def train(self, out, scratch, ctx: Context) -> None:
-        tower = vision_tower(self.model_name, seed=self.config.seed)
+        tower = model = vision_tower(self.model_name, seed=self.config.seed)
         kw = dict(device=ctx.device, checkpoint=scratch / "last.pt", progress=ctx.progress,
                   num_workers=ctx.num_workers, desc=self.desc or self.kind)
         if self.kind == "dino":
             hist = train_dino(tower, self.data.images, self.indices, self.config, **kw)
-        else:
+        elif self.kind == "supervised":
             hist = train_supervised(tower, self.data.images, self.indices, first_level_targets(self.data)[0],
                                     self.config, **kw)
-        _save(tower, hist, out)
+        else:  # tower and head are kept: Fig. 8 needs P(y | x)
+            model, hist = train_classifier(tower, self.data.images, self.indices, self.labels, self.config,
+                                           n_classes=self.n_classes, **kw)
+        _save(model, hist, out)
 
     def load(self, path) -> TrainedModel:
-        tower, hist = _load(vision_tower(self.model_name, seed=self.config.seed), path)
-        return TrainedModel(Encoder(tower).eval(), path.name, self.model_name, self.config, hist, None, path)
+        """The stored model: a :class:`~clipmem_lib.vision.Classifier` for kind "classifier", else an
+        :class:`~clipmem_lib.vision.Encoder`."""
+        tower = vision_tower(self.model_name, seed=self.config.seed)
+        if self.kind == "classifier":
+            model, hist = _load(Classifier.untrained(tower, self.n_classes), path)
+        else:
+            tower, hist = _load(tower, path)
+            model = Encoder(tower).eval()
+        return TrainedModel(model, path.name, self.model_name, self.config, hist, None, path)
 
     def missing_from(self, path) -> bool:
         return False
@@ -247,11 +281,12 @@ def fit_clip(data: PairData, indices: Sequence[int], model_name: str = "clipmem-
 
 
 def fit_vision(kind: str, data: PairData, indices: Sequence[int], model_name: str = "clipmem-tiny",
-               config: VisionConfig = VisionConfig(), *, desc: str = "", force: bool = False,
-               ctx: Context | None = None) -> TrainedModel:
-    """A Sec. 4.5 baseline (:class:`VisionJob`), cached; its ``model`` is an
-    :class:`~clipmem_lib.vision.Encoder`, usable wherever a CLIP image side is."""
-    return fit(VisionJob(kind, data, indices, model_name, config, desc), ctx, force=force)
+               config: VisionConfig = VisionConfig(), *, desc: str = "", labels: np.ndarray | None = None,
+               n_classes: int | None = None, force: bool = False, ctx: Context | None = None) -> TrainedModel:
+    """A model on CLIP's image tower (:class:`VisionJob`), cached; its ``model`` is an
+    :class:`~clipmem_lib.vision.Encoder` (a :class:`~clipmem_lib.vision.Classifier` for kind "classifier"),
+    usable wherever a CLIP image side is."""
+    return fit(VisionJob(kind, data, indices, model_name, config, desc, labels, n_classes), ctx, force=force)
 
 
 def fg_jobs(data: PairData, splits: Splits, model_name: str = "clipmem-tiny", config: TrainConfig = TrainConfig(),
@@ -265,6 +300,22 @@ def fg_jobs(data: PairData, splits: Splits, model_name: str = "clipmem-tiny", co
     gcfg = config if coupled else dataclasses.replace(config, seed=config.seed + 1)
     return [ClipJob(data, splits.f_indices, model_name, config, tokenizer=tok, desc="f (S_S+S_C)"),
             ClipJob(data, splits.g_indices, model_name, gcfg, tokenizer=tok, desc="g (S_S+S_I)")]
+
+
+def classifier_fg_jobs(data: PairData, splits: Splits, labels: np.ndarray, model_name: str = "clipmem-tiny",
+                       config: VisionConfig = VisionConfig(), *, n_classes: int | None = None) -> list[VisionJob]:
+    """Fig. 8's f on S_S ∪ S_C and g on S_S ∪ S_I: classifiers on the given ``labels`` (flips included),
+    otherwise identical (same initialisation and batches, S_I[i] in g's run where S_C[i] is in f's)."""
+    return [VisionJob("classifier", data, splits.f_indices, model_name, config, "f (S_S+S_C)", labels, n_classes),
+            VisionJob("classifier", data, splits.g_indices, model_name, config, "g (S_S+S_I)", labels, n_classes)]
+
+
+def fit_classifier_f_and_g(data: PairData, splits: Splits, labels: np.ndarray, model_name: str = "clipmem-tiny",
+                           config: VisionConfig = VisionConfig(), *, n_classes: int | None = None, force: bool = False,
+                           ctx: Context | None = None) -> tuple[TrainedModel, TrainedModel]:
+    """f and g of Fig. 8 (:func:`classifier_fg_jobs`), cached."""
+    f, g = fit_many(classifier_fg_jobs(data, splits, labels, model_name, config, n_classes=n_classes), ctx, force=force)
+    return f, g
 
 
 def fit_f_and_g(data: PairData, splits: Splits, model_name: str = "clipmem-tiny", config: TrainConfig = TrainConfig(),

@@ -38,6 +38,7 @@ VERSIONS = {
     "unitmem": 3,           # 2: typed parquet table; 3: numpy's median for mu_-max (mean of the middle two)
     "unitmem_tracking": 4,  # as unitmem; 4: read from the snapshots of the one training
     "crossfit": 1,          # audit.score_crossfit: cross-fitted CLIPMem of every pair
+    "classifier": 1,        # vision.train_classifier: single-label classifier on the image tower (Fig. 8)
 }
 OUTPUT_ENV = "CLIPMEM_OUTPUT_DIR"  # tests set it, so relative run and result folders go to a temporary place
 

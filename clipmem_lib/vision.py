@@ -1,7 +1,8 @@
 """The vision-only baselines of Sec. 4.5, built on exactly CLIP's image tower (open_clip's
 VisionTransformer of the same config): a self-supervised encoder trained with DINO (Caron et al., 2021)
 and a supervised multi-label classifier.  With them, SSLMem and UnitMem place CLIP between supervised
-and self-supervised learning (Fig. 4, claim 8).
+and self-supervised learning (Fig. 4, claim 8).  A single-label softmax classifier on the same tower
+(:func:`train_classifier`, kept with its head) gives the P(y | x) of Feldman's label memorisation (Fig. 8).
 
 DINO uses lightly's ``DINOProjectionHead`` and ``DINOLoss`` (centring and sharpening), an EMA teacher
 with a cosine momentum schedule, and multi-crop.  One simplification, stated: open_clip's ViT has fixed
@@ -25,8 +26,8 @@ from .engine import fit_epochs
 from .models import create_model, image_size
 from .runtime import resolve_device, timed
 
-__all__ = ["VisionConfig", "vision_tower", "Encoder", "train_dino", "train_supervised", "first_level_targets",
-           "teacher_momentum"]
+__all__ = ["VisionConfig", "vision_tower", "Encoder", "Classifier", "train_dino", "train_supervised",
+           "train_classifier", "first_level_targets", "teacher_momentum"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +45,7 @@ class VisionConfig:
     out_dim: int = 1024                    # DINO prototypes
     teacher_temp: float = 0.04
     momentum: tuple[float, float] = (0.996, 1.0)
-    crop_scale: tuple[float, float] = (0.9, 1.0)  # the supervised model's augmentation (as CLIP's)
+    crop_scale: tuple[float, float] = (0.9, 1.0)  # the supervised models' augmentation (as CLIP's)
     seed: int = 0
 
 
@@ -64,6 +65,27 @@ class Encoder(torch.nn.Module):
     def encode_image(self, x, normalize: bool = False):
         z = self.visual(x)
         return F.normalize(z, dim=-1) if normalize else z
+
+
+class Classifier(Encoder):
+    """An image tower with its linear head (:func:`train_classifier`): ``encode_image`` gives the tower's
+    features as :class:`Encoder` does (probes, UnitMem), ``class_probs`` the softmax P(y | x) of Fig. 8."""
+
+    def __init__(self, tower: torch.nn.Module, head: torch.nn.Linear):
+        super().__init__(tower)
+        self.head = head
+
+    @classmethod
+    def untrained(cls, tower: torch.nn.Module, n_classes: int) -> "Classifier":
+        """``tower`` with a fresh head of ``n_classes`` outputs (the shape a stored classifier loads into)."""
+        return cls(tower, torch.nn.Linear(tower.output_dim, n_classes))
+
+    def forward(self, x):
+        return self.head(self.visual(x))
+
+    def class_probs(self, x) -> torch.Tensor:
+        """(B, C) class probabilities, float32."""
+        return self.forward(x).float().softmax(-1)
 
 
 def first_level_targets(data: PairData) -> tuple[np.ndarray, list[str]]:
@@ -143,25 +165,60 @@ def train_dino(tower: torch.nn.Module, images: ImageSource, indices: Sequence[in
     return hist
 
 
+def _train_with_head(tower: torch.nn.Module, n_out: int, images: ImageSource, indices, cfg: VisionConfig, loss, *,
+                     device, **fit_kw) -> tuple[torch.nn.Linear, list[dict]]:
+    """Train ``tower`` in place with a fresh linear head of ``n_out`` outputs on random resized crops
+    (``cfg.crop_scale``) of ``images[indices]``; ``loss(logits, data indices)`` scores a batch.
+    Returns the trained head and the history."""
+    device = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    head = torch.nn.Linear(tower.output_dim, n_out)
+    model = torch.nn.Sequential(tower, head).to(device).train()
+
+    def step(batch, gen, _epoch, _s, _total):
+        x, idx = to_model_input(batch[0].to(device)), batch[1]
+        return loss(model(random_resized_crop(x, gen, cfg.crop_scale)).float(), torch.as_tensor(idx)), {}
+
+    hist = _fit({"model": model}, model, images, indices, cfg, step, size=image_size(tower), device=device, **fit_kw)
+    model.eval()
+    return head, hist
+
+
 @timed("training")
 def train_supervised(tower: torch.nn.Module, images: ImageSource, indices: Sequence[int], targets: np.ndarray,
                      cfg: VisionConfig = VisionConfig(), *, device=None, checkpoint=None, progress: bool = True,
                      num_workers: int = 0, desc: str = "supervised",
                      on_epoch_end: Callable[[int], None] | None = None) -> list[dict]:
     """Train ``tower`` in place with a linear multi-label head (BCE) on ``targets[indices]`` (N, C)."""
-    device = resolve_device(device)
-    torch.manual_seed(cfg.seed)
-    dim = tower.output_dim
-    head = torch.nn.Linear(dim, targets.shape[1])
-    model = torch.nn.Sequential(tower, head).to(device).train()
     y_all = torch.as_tensor(targets, dtype=torch.float32)
 
-    def step(batch, gen, _epoch, _s, _total):
-        x, idx = to_model_input(batch[0].to(device)), batch[1]
-        logits = model(random_resized_crop(x, gen, cfg.crop_scale)).float()
-        return F.binary_cross_entropy_with_logits(logits, y_all[torch.as_tensor(idx)].to(device)), {}
+    def bce(logits, idx):
+        return F.binary_cross_entropy_with_logits(logits, y_all[idx].to(logits.device))
 
-    hist = _fit({"model": model}, model, images, indices, cfg, step, size=image_size(tower), device=device,
-                checkpoint=checkpoint, progress=progress, num_workers=num_workers, desc=desc, on_epoch_end=on_epoch_end)
-    tower.eval()
+    _, hist = _train_with_head(tower, targets.shape[1], images, indices, cfg, bce, device=device, checkpoint=checkpoint,
+                               progress=progress, num_workers=num_workers, desc=desc, on_epoch_end=on_epoch_end)
     return hist
+
+
+@timed("training")
+def train_classifier(tower: torch.nn.Module, images: ImageSource, indices: Sequence[int], labels: np.ndarray,
+                     cfg: VisionConfig = VisionConfig(), *, n_classes: int | None = None, device=None, checkpoint=None,
+                     progress: bool = True, num_workers: int = 0, desc: str = "classifier",
+                     on_epoch_end: Callable[[int], None] | None = None) -> tuple[Classifier, list[dict]]:
+    """Train ``tower`` in place with a linear single-label head (softmax cross-entropy) on
+    ``labels[indices]`` (``labels``: (N,) ints over the whole data, flips included), over ``n_classes``
+    classes (default ``labels.max() + 1``): Fig. 8's supervised model.  Augmentation and schedule are
+    :func:`train_supervised`'s.  Returns the :class:`Classifier` (the trained tower and head) and the history."""
+    y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    n_classes = int(y_all.max()) + 1 if n_classes is None else int(n_classes)
+    if y_all.ndim != 1 or y_all.min() < 0 or y_all.max() >= n_classes:
+        raise ValueError(f"labels must be a 1-d array of class ids in [0, {n_classes}), got shape "
+                         f"{tuple(y_all.shape)}, range [{int(y_all.min())}, {int(y_all.max())}]")
+
+    def cross_entropy(logits, idx):
+        return F.cross_entropy(logits, y_all[idx].to(logits.device))
+
+    head, hist = _train_with_head(tower, n_classes, images, indices, cfg, cross_entropy, device=device,
+                                  checkpoint=checkpoint, progress=progress, num_workers=num_workers, desc=desc,
+                                  on_epoch_end=on_epoch_end)
+    return Classifier(tower, head).eval(), hist
