@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from .data import PairData, TensorImages
 
-__all__ = ["SceneConfig", "make_scenes", "make_probe_set", "SHAPES", "COLOURS"]
+__all__ = ["SceneConfig", "make_scenes", "make_probe_set", "restyle_captions", "CAPTION_STYLES", "SHAPES", "COLOURS"]
 
 GENERATOR_VERSION = 1  # bump when rendering or captions change: it is part of every run-store key
 SHAPES = ["circle", "square", "triangle", "diamond", "cross", "ring"]
@@ -33,6 +33,7 @@ PATTERNS = ["plain", "striped", "dotted", "checked"]
 SIZES = ["small", "large"]
 POSITIONS = ["top left", "top", "top right", "left", "middle", "right", "bottom left", "bottom", "bottom right"]
 NUMBERS = ["no", "one", "two", "three"]
+CAPTION_STYLES = ("template", "generated")  # restyle_captions: make_scenes' own, or the GPT-3.5 stand-in
 _SYLLABLES = ["ka", "dor", "nex", "mi", "lu", "ven", "tor", "sa", "bri", "qua", "zel", "pon", "rik", "fa", "mo",
               "tes", "gul", "vi", "ran", "dex", "lo", "cum", "shi", "bar", "nol", "te", "jun", "pra", "wex", "hal"]
 
@@ -154,9 +155,9 @@ def _render(desc: dict, rng: np.random.Generator, size: int, glyphs, glyph_colou
     return arr
 
 
-def _captions(desc: dict, words: list[str]) -> list[str]:
+def _captions(desc: dict, w: str) -> list[str]:
     """Five captions in template order 0..4: comparable detail, different wording (like COCO's five)."""
-    objs, w = desc["objects"], words[desc["concept"]]
+    objs = desc["objects"]
     main = objs[0]
     rest = " and ".join(f"a {o['size']} {o['colour']} {o['shape']}" for o in objs[1:])
     where = POSITIONS[main["pos"]]
@@ -166,6 +167,23 @@ def _captions(desc: dict, words: list[str]) -> list[str]:
         f"{NUMBERS[len(objs)]} shape{'s' * (len(objs) > 1)} and a {w}, the biggest is a {main['colour']} {main['shape']}",
         f"picture of a {w} and a {main['colour']} {main['shape']} on {desc['pattern']} {desc['bg']}",
         f"the {w} sign near something {main['colour']}" + (f" and {len(objs) - 1} more shape{'s' * (len(objs) > 2)}" if rest else ""),
+    ]
+
+
+def _generated_captions(desc: dict, w: str) -> list[str]:
+    """The GPT-3.5 stand-in of the appendix (Tables 4/7), in template order 0..4: caption k states the facts
+    of template k, reworded into one frame ("a <colour> <shape> with a <concept> ..."), so the two styles
+    carry the same information and differ in how uniform their wording is."""
+    objs = desc["objects"]
+    main, n = objs[0], len(objs)
+    rest = " and ".join(f"a {o['size']} {o['colour']} {o['shape']}" for o in objs[1:])
+    head = f"a {main['colour']} {main['shape']} with a {w}"
+    return [
+        f"{head} at the {POSITIONS[main['pos']]}" + (f" and {rest}" if rest else ""),
+        f"{head} on a {desc['bg']} background",
+        f"{head}, {NUMBERS[n]} shape{'s' * (n > 1)} in all",
+        f"{head} on a {desc['pattern']} {desc['bg']} background",
+        f"a {main['colour']} thing with a {w}" + (f" and {n - 1} more shape{'s' * (n > 2)}" if rest else ""),
     ]
 
 
@@ -191,7 +209,7 @@ def make_scenes(cfg: SceneConfig | None = None, **overrides) -> PairData:
         for v in range(cfg.n_variants):
             pix[i, v] = _render(desc, np.random.default_rng([cfg.seed, i, v]), cfg.image_size, glyphs, glyph_colours)
     orders = [rng.permutation(5) for _ in descs]
-    captions = [[_captions(d, words)[t] for t in o] for d, o in zip(descs, orders)]
+    captions = [[_captions(d, words[d["concept"]])[t] for t in o] for d, o in zip(descs, orders)]
     concept = np.array([d["concept"] for d in descs])
     counts = np.bincount(concept, minlength=cfg.n_concepts)
     meta = pd.DataFrame(dict(
@@ -214,3 +232,33 @@ def make_probe_set(n: int = 1500, seed: int = 10_000, image_size: int = 32, **ov
     """
     return make_scenes(SceneConfig(n=n, seed=seed, image_size=image_size, min_objects=1, max_objects=1,
                                    atypical_frac=0.0, **overrides))
+
+
+def restyle_captions(data: PairData, style: str) -> PairData:
+    """Built-in scenes with captions in another ``style`` (the appendix's Tables 4/7 and Fig. 12).
+
+    ``"template"``: make_scenes' five differently worded templates (the COCO stand-in), unchanged if
+    ``data`` has them already; ``"generated"``: the same five facts per scene reworded into one frame
+    (the GPT-3.5 stand-in: more uniform wording, the same information; :func:`_generated_captions`), in
+    the templates' per-scene order, so "first caption only" states the same facts in either style.
+    Images (the very same object, so image caches stay valid), labels and meta are kept; ``meta`` gains
+    ``caption_style`` and the name says the style.  Restyle before planting mis-captions.
+    """
+    if style not in CAPTION_STYLES:
+        raise ValueError(f"unknown caption style {style!r}; valid styles: {', '.join(CAPTION_STYLES)}")
+    meta = data.meta
+    if not {"description", "concept_word", "template_order"} <= set(meta.columns):
+        raise ValueError(f"{data.name}: restyle_captions needs built-in scenes (make_scenes), whose meta holds each "
+                         f"scene's description; these pairs have none")
+    current = meta["caption_style"].iloc[0] if "caption_style" in meta else "template"
+    if meta["is_miscaptioned"].any() and style != current:
+        raise ValueError(f"{data.name}: has planted mis-captions, which restyling from the descriptions would "
+                         f"undo; restyle first, then plant_miscaptions")
+    if style == current:  # as they are (planted mis-captions included)
+        captions = [list(c) for c in data.captions]
+    else:  # rebuilt from the descriptions, in the templates' order
+        forms = _generated_captions if style == "generated" else _captions
+        captions = [[forms(json.loads(d), w)[int(t)] for t in o.split()]
+                    for d, w, o in zip(meta["description"], meta["concept_word"], meta["template_order"])]
+    name = data.name.split(" [", 1)[0] + f" [{style} captions]"
+    return dataclasses.replace(data, captions=captions, meta=meta.assign(caption_style=style), name=name)
