@@ -27,8 +27,8 @@ html: $(STAMP)
 
 book: notebooks html
 
-# nbval re-runs chapters 01-03 at their defaults; Sec. 4.4-4.6 and the audit (7 to 26 models each) are only smoke-run, to keep CI short.
-HEAVY := 04_modality 05_between 06_mitigation 07_removal 09_audit
+# nbval re-runs chapters 01-03 at their defaults; Sec. 4.4-4.6, the appendix and the audit (7 to 80 models each) are only smoke-run, to keep CI short.
+HEAVY := 04_modality 05_between 06_mitigation 07_removal 08_appendix 09_audit
 test: $(STAMP)
 	$(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env $(foreach n,$(HEAVY),--ignore=notebooks/$(n).ipynb)
 

@@ -11,7 +11,7 @@ results (a dict seed -> score table, or a table with a ``seed`` column) and retu
 Rows that describe rather than test (an "≈", a property true by construction) are observations:
 shown with their interval, verdict "n/a", never counted.
 
-Claims 1–8 are those of the summary page.  The margins (0.02, 0.05, …) are the book's, not the paper's;
+Claims 1–8 are those of the summary page, then the appendix's A1–A5 (chapter 08).  The margins (0.02, 0.05, …) are the book's, not the paper's;
 the paper's numbers live in the chapters' tables.
 """
 from __future__ import annotations
@@ -30,7 +30,8 @@ from .clipmem import clean_vs_miscaptioned, separation_auc, subset_means, top_en
 
 __all__ = ["paper", "Verdict", "paired_interval", "decide", "verdict", "observation", "sec3_checks", "claim1",
            "claim2", "rare_concepts", "claim3", "claim4", "claim5_modality", "claim5_captions", "balanced_sampling",
-           "claim6", "claim7", "claim8", "dino_memorises_more", "fig11_moves_later"]
+           "claim6", "claim7", "claim8", "dino_memorises_more", "fig11_moves_later", "table5", "table6", "fig8",
+           "table4_7"]
 
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
@@ -147,16 +148,17 @@ def sec3_checks(scores: dict) -> list[Verdict]:
 
 # ----------------------------------------------------------------------- Fig. 1, 2 (02_memorisation)
 
-def claim1(scores: dict) -> list[Verdict]:
-    """Claim 1 (Fig. 2a) on raw CLIPMem per seed: S_C above S_S, S_I below 0; S_S ≈ S_E is shown."""
+def claim1(scores: dict, claim: str = "1", model: str = "") -> list[Verdict]:
+    """Claim 1 (Fig. 2a) on raw CLIPMem per seed: S_C above S_S, S_I below 0; S_S ≈ S_E is shown.  With
+    ``claim`` "A5" and ``model`` named, the same pattern for a second multimodal model (App. A.6)."""
     m = {s: subset_means(t, columns=("clipmem_raw",)).clipmem_raw for s, t in scores.items()}
-    fig = paper("fig2a")
-    return [verdict("1", "mean raw CLIPMem: S_C minus S_S", fig, _per_seed(m, lambda x: x["S_C"] - x["S_S"]),
+    fig, on = paper("fig2a"), f"{model}: " if model else ""
+    return [verdict(claim, f"{on}mean raw CLIPMem: S_C minus S_S", fig, _per_seed(m, lambda x: x["S_C"] - x["S_S"]),
                     unit="raw CLIPMem"),
-            verdict("1", "mean raw CLIPMem of S_I (negative: only g saw it)", fig, _per_seed(m, lambda x: x["S_I"]), -1,
-                    unit="raw CLIPMem"),
-            observation("1", "mean raw CLIPMem: S_S minus S_E (≈ 0)", fig, _per_seed(m, lambda x: x["S_S"] - x["S_E"]),
-                        "raw CLIPMem")]
+            verdict(claim, f"{on}mean raw CLIPMem of S_I (negative: only g saw it)", fig, _per_seed(m, lambda x: x["S_I"]),
+                    -1, unit="raw CLIPMem"),
+            observation(claim, f"{on}mean raw CLIPMem: S_S minus S_E (≈ 0)", fig,
+                        _per_seed(m, lambda x: x["S_S"] - x["S_E"]), "raw CLIPMem")]
 
 
 def claim2(clean: dict, poisoned: dict) -> list[Verdict]:
@@ -305,3 +307,73 @@ def fig11_moves_later(shares: dict) -> list[Verdict]:
     (``shares``: seed -> (first, last) from :func:`~clipmem_lib.unitmem.last_layer_share`)."""
     return [verdict("", "top-1% units in the last block: last minus first snapshot", paper("fig11"),
                     _per_seed(shares, lambda fl: fl[1] - fl[0]), unit="share")]
+
+
+# --------------------------------------------------------------------------- Appendix (08_appendix)
+
+def table5(table: pd.DataFrame, small: str, large: str) -> list[Verdict]:
+    """Table 5 per seed (``setting`` names the model config): the larger model memorises S_C more (raw
+    CLIPMem) and is more useful (probe, held-out R@1), trained on the same pairs with the same seeds."""
+    t5 = paper("table5")
+    return [verdict("A1", f"raw CLIPMem on S_C: {large} minus {small}", f"{t5['base'][0]} → {t5['large'][0]}",
+                    _paired(table, "clipmem_raw", large, small), unit="raw CLIPMem"),
+            *_utility("A1", f"{large} minus {small}", f"{t5['base'][1]}% → {t5['large'][1]}%", table, large, small)]
+
+
+def table6(scores: dict) -> list[Verdict]:
+    """Table 6 and Fig. 9 per seed, for f and g trained one epoch on many more pairs, with mis-captions
+    planted in S_C: the clean S_C pairs score above S_S (one pass suffices to memorise), and the
+    mis-captioned ones above the clean ones."""
+    def means(t):
+        c = t[t.subset == "S_C"]
+        mis = c.is_miscaptioned.astype(bool)
+        return t[t.subset == "S_S"].clipmem_raw.mean(), c[~mis].clipmem_raw.mean(), c[mis].clipmem_raw.mean()
+    m = {s: means(t) for s, t in scores.items()}
+    return [verdict("A2", "one epoch: mean raw CLIPMem, clean S_C minus S_S", paper("table6", "yfcc_1_epoch")[0],
+                    _per_seed(m, lambda x: x[1] - x[0]), unit="raw CLIPMem"),
+            verdict("A2", "one epoch: mean raw CLIPMem, mis-captioned minus clean S_C", paper("fig9"),
+                    _per_seed(m, lambda x: x[2] - x[1]), unit="raw CLIPMem")]
+
+
+def fig8(scores: dict, curve: pd.DataFrame, k: int) -> list[Verdict]:
+    """Fig. 8 per seed, supervised learning with flipped labels in S_C (``scores``: seed -> per-image
+    label memorisation with ``is_flipped``; ``curve``: removal and retraining with ``strategy``, ``k``,
+    ``seed``, ``accuracy``, ``flipped_removed``): flipped labels are memorised more than clean ones; removing
+    the ``k`` most memorised (``k`` = the number flipped, fixed beforehand) beats random removal in test
+    accuracy and removes more flipped labels."""
+    at = curve[curve.k == k].rename(columns={"strategy": "setting"})
+    mem = _per_seed(scores, lambda t: t[(t.subset == "S_C") & t.is_flipped].mem.mean()
+                    - t[(t.subset == "S_C") & ~t.is_flipped].mem.mean())
+    return [verdict("A3", "label memorisation on S_C: flipped minus clean", "flipped labels are memorised", mem,
+                    unit="P_f − P_g"),
+            verdict("A3", f"k = {k}: test accuracy, most memorised minus random removal", paper("fig8"),
+                    _paired(at, "accuracy", "memorisation", "random"), unit="accuracy"),
+            verdict("A3", f"flipped labels among the first {k} removed: most memorised minus random", "—",
+                    _paired(at, "flipped_removed", "memorisation", "random"), unit="labels")]
+
+
+def table4_7(table: pd.DataFrame, few: str, many: str, similarity: pd.DataFrame | None = None) -> list[Verdict]:
+    """Tables 4/7 and Fig. 12 per seed (``table``: ``style`` "template" or "generated", ``setting`` ``few``
+    or ``many`` captions): more captions lower raw CLIPMem on S_C in both styles (tested); the generated
+    style's CLIPMem and probe minus the template style's (≈ in the paper: shown, not counted); with
+    ``similarity`` (:func:`~clipmem_lib.sweeps.style_similarity`), Fig. 12's gap in caption similarity."""
+    t = paper("table4_7")
+    fig = {"template": t["coco"], "generated": t["gpt35"]}
+    rows = [verdict("A4", f"{style} captions: raw CLIPMem on S_C, {many} minus {few}",
+                    f"{fig[style][0]} → {fig[style][1]}", _paired(table[table["style"] == style], "clipmem_raw", many, few),
+                    -1, unit="raw CLIPMem") for style in ("template", "generated")]
+    for setting, col in ((few, 0), (many, 1)):
+        part = table[table.setting == setting]
+        rows += [observation("A4", f"{setting}: raw CLIPMem on S_C, generated minus template (≈)",
+                             f"{t['gpt35'][col]} vs {t['coco'][col]}", _paired(part, "clipmem_raw", "generated", "template",
+                                                                                 "style"), "raw CLIPMem"),
+                 observation("A4", f"{setting}: linear probe, generated minus template (≈)",
+                             f"{t['gpt35'][col + 2]}% vs {t['coco'][col + 2]}%",
+                             _paired(part, "lp_acc", "generated", "template", "style"), "LP accuracy")]
+    if similarity is not None:
+        f12 = paper("fig12")
+        rows.append(observation("A4", "mean pairwise similarity of an image's captions: generated minus template",
+                                f"{f12['gpt35']} vs {f12['coco']}",
+                                _paired(similarity, "similarity", "generated", "template", "style"), "cosine",
+                                "the generated style is built to be more uniform: shown, not counted"))
+    return rows

@@ -11,7 +11,7 @@ import torch
 
 from .clipmem import alignment_scores, clipmem_frame, sample_test_pairs, positions_in_test_set
 from .data import PairData
-from .embed import embed_images, embed_texts
+from .embed import caption_similarity as _caption_similarity, embed_images, embed_texts
 from .fitting import TrainedModel
 from .probes import probe_accuracy, retrieval_at_1
 from .runtime import Context
@@ -19,7 +19,7 @@ from .splits import Splits
 from .sslmem import image_alignment_loss, sslmem, text_alignment_loss
 from .unitmem import layer_unitmem, text_layer_unitmem, top_unit_layers
 
-__all__ = ["model_embeddings", "score_clipmem", "pair_similarity", "score_sslmem", "utility", "unitmem_layers",
+__all__ = ["model_embeddings", "score_clipmem", "pair_similarity", "caption_similarity", "score_sslmem", "utility", "unitmem_layers",
            "unitmem_during_training", "unitmem_of_models", "unitmem_treatments", "training_losses", "encoder_diagnostics"]
 
 
@@ -93,6 +93,14 @@ def pair_similarity(trained: TrainedModel, data: PairData, indices: Sequence[int
     mean over the captions it trained on): the "lowest CLIP similarity" baseline of Fig. 6."""
     img, txt = model_embeddings(trained, data, indices, n_crops=0, variants=trained.config.image_variants, ctx=ctx)
     return (img[:, 0] * txt.mean(1)).sum(-1).double().numpy()
+
+
+def caption_similarity(trained: TrainedModel, data: PairData, indices: Sequence[int], *,
+                       ctx: Context | None = None) -> np.ndarray:
+    """Fig. 12: per pair of ``indices``, the mean pairwise cosine similarity of its captions under
+    ``trained``'s text encoder and tokenizer (:func:`~clipmem_lib.embed.caption_similarity`)."""
+    return _caption_similarity(trained.model, trained.tokenizer, [data.captions[i] for i in indices],
+                               device=(ctx or Context()).device)
 
 
 def score_sslmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, *, n_crops: int = 5,

@@ -25,7 +25,7 @@ from .runtime import timed
 
 __all__ = ["BOOK_STYLE", "WIDTH", "MAX_WIDTH", "subset_distributions", "score_histograms", "clean_vs_poisoned", "gallery",
            "alignment_scatter", "metric_comparison", "memorisation_vs_frequency", "pair_explorer", "pair_table",
-           "unitmem_per_layer", "unitmem_tracking", "memorisation_and_utility", "removal_curves",
+           "unitmem_per_layer", "unitmem_tracking", "memorisation_and_utility", "removal_curves", "caption_similarity",
            "settings_comparison", "forest", "detection_benchmark", "noise_over_training", "image_data_uri"]
 
 BOOK_STYLE = dict(context="notebook", style="whitegrid", palette="colorblind",
@@ -252,12 +252,13 @@ def memorisation_and_utility(table: pd.DataFrame, x: str, memorisation: str = "c
 
 @timed("plotting")
 def removal_curves(curve: pd.DataFrame, metrics: str | Sequence[str] = "utility", *,
-                   planted: str | None = "planted_removed", title: str = "", axes=None):
+                   planted: str | None = "planted_removed", planted_label: str = "planted mis-captions removed",
+                   title: str = "", axes=None):
     """Fig. 6: each of ``metrics`` after removing k pairs and retraining, one panel per metric and one
     line per strategy (log k axis, ticked at the k values); with ``planted``, one more panel counts the
     planted mis-captions each strategy removed.  The dotted line is the model before removal."""
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    columns = [(m, m) for m in metrics] + ([(planted, "planted mis-captions removed")] if planted and planted in curve
+    columns = [(m, m) for m in metrics] + ([(planted, planted_label)] if planted and planted in curve
                                            else [])
     fig, axes = (None, axes) if axes is not None else _panels(len(columns))
     pos, ks = curve[curve.k > 0], sorted(curve[curve.k > 0].k.unique())
@@ -273,6 +274,17 @@ def removal_curves(curve: pd.DataFrame, metrics: str | Sequence[str] = "utility"
     if fig is not None:
         fig.tight_layout()
     return axes
+
+
+@timed("plotting")
+def caption_similarity(similarity: pd.DataFrame, ax=None):
+    """Fig. 12: a histogram of each pair's mean pairwise caption similarity (``similarity``: one row per
+    pair with ``style`` and ``similarity``), one colour per caption style."""
+    ax = ax if ax is not None else _panels()[1][0]
+    sns.histplot(data=similarity, x="similarity", hue="style", bins=30, element="step", ax=ax)
+    ax.set(xlabel="mean pairwise cosine similarity of a pair's captions", ylabel="pairs",
+           title="Caption similarity by style (cf. Fig. 12)")
+    return ax
 
 
 @timed("plotting")

@@ -77,7 +77,8 @@ def counts(rows: pd.DataFrame) -> dict[str, int]:
 
 
 def claim_status(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per paper claim: "holds" when every tested row of it holds, "fails" when every one fails,
+    """One row per paper claim (1–8, then the appendix's A1–A5): "holds" when every tested row of it holds,
+    "fails" when every one fails,
     "holds in part" when some hold, "inconclusive" otherwise; with the fewest seeds behind it."""
     def status(cid):
         part = rows[(rows.claim == cid) & rows.verdict.isin(TESTED)]
@@ -88,7 +89,7 @@ def claim_status(rows: pd.DataFrame) -> pd.DataFrame:
                 else "inconclusive")
         return word, f"{len(part)} rows, {int(part.n_seeds.min())} seeds or more"
 
-    stated = paper("claims")
+    stated = {**paper("claims"), **paper("appendix_claims")}
     found = [status(c) for c in stated]
     return pd.DataFrame({"#": list(stated), "claim": list(stated.values()), "this run": [f[0] for f in found],
                          "behind it": [f[1] for f in found]})

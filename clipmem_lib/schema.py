@@ -51,6 +51,10 @@ noise_stds: list = [0.0, 0.15, 0.5]  # text-noise std grid: none, the paper's sw
 noise_at: str = "raw"  # where the noise goes: "raw" text features or the "normalized" embedding
 removal_fractions: list = [0.1, 0.2, 0.4]  # k as shares of S_C, doubling (paper profile: 100 to 3200 of 5000)
 removal_captions: str = "first"  # captions of f and its retrainings: "first" (Fig. 6) or "balanced" over 5 (Fig. 7)
+size_models: list = ["clipmem-tiny", "clipmem-deep"]  # Table 5: a smaller and a larger config, trained on the same pairs and seeds
+data_multiple: int = 30  # Table 6: pairs of the one-epoch run as a multiple of n_pairs (equal to epochs: the same compute)
+flip_fraction: float = 0.5  # Fig. 8: share of S_C whose labels are flipped (paper: 200 flipped CIFAR-10 labels)
+second_model: str = "clipmem-coca"  # App. A.6: a second multimodal model (the paper: BLIP; here open_clip's CoCa)
 audit_pairs: int = 1000  # pairs of the detection benchmark, drawn from the data (-1: all)
 audit_folds: int = 2  # K of cross-fitted CLIPMem: K models, each trained without one fold (clipmem audit: 5)
 audit_rates: list = [0.1, 0.4]  # shares of the pairs whose captions are shuffled (full grid: 0.05, 0.1, 0.2, 0.4)
@@ -72,6 +76,10 @@ CHAPTERS: dict[str, dict[str, object] | None] = {
     "06_mitigation": {"n_jobs": 2, "probe_seeds": None, "caption_counts": None, "noise_stds": None, "noise_at": None},
     "07_removal": {"n_candidates": 600, "n_jobs": 2, "probe_seeds": None, "poison_fraction": 0.4,
                    "removal_fractions": [0.2, 0.4, 0.8], "removal_captions": None},  # planting sized by its utility gap
+    "08_appendix": {"n_pairs": 1000, "n_candidates": 100, "n_external": 100, "n_test": 99, "epochs": 30,
+                    "batch_size": 64, "n_jobs": 2,
+                    "probe_seeds": None, "poison_fraction": None, "gallery_k": None, "size_models": None, "data_multiple": None,
+                    "flip_fraction": None, "second_model": None},  # five experiments sized for about 10 minutes
     "09_audit": {"n_jobs": 2, "audit_pairs": None, "audit_folds": None, "audit_rates": None},
     "99_summary": None,  # reads only the chapters' tables
 }

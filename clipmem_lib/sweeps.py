@@ -7,20 +7,23 @@ import dataclasses
 import math
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from .clipmem import candidate_summary
 from .data import PairData
-from .fitting import ClipJob, TrainedModel, fg_jobs, fit_many, stored_history
-from .measure import pair_similarity, score_clipmem, utility
+from .fitting import ClipJob, TrainedModel, VisionJob, classifier_fg_jobs, fg_jobs, fit_many, stored_history
+from .labelmem import score_label_memorisation, test_accuracy
+from .measure import caption_similarity, pair_similarity, score_clipmem, utility
 from .models import model_config
 from .removal import STRATEGIES, doubling_grid, removal_order, without
 from .runtime import Context
 from .splits import Splits
 from .train import TrainConfig
+from .vision import VisionConfig
 
 __all__ = ["table1_settings", "caption_settings", "sampling_settings", "noise_settings", "compare_settings", "noise_over_training", "feature_norm_growth",
-           "at_seed", "removal_pool", "removal_curve", "removal_curve_seeds", "stack"]
+           "at_seed", "removal_pool", "removal_curve", "removal_curve_seeds", "label_removal", "style_similarity", "stack"]
 
 TABLE1 = ("1 image, 1 caption", "1 generated image, 1 caption", "5 generated images, 1 caption", "1 image, 5 captions",
           "5 generated images, 5 captions")
@@ -170,6 +173,44 @@ def removal_curve_seeds(runs: dict, data: PairData, splits: Splits, probe: PairD
                                     (later_fractions or fractions),
                                     strategies=strategies if s == seeds[0] else later_strategies, ctx=ctx, **kw)
                       .assign(seed=s) for s in seeds], ignore_index=True)
+
+
+def label_removal(data: PairData, splits: Splits, labels, probe: PairData, ks: Sequence[int], *, seeds: Sequence[int],
+                  model_name: str = "clipmem-tiny", config: VisionConfig = VisionConfig(),
+                  strategies=("memorisation", "random"), ctx: Context | None = None) -> tuple[dict, pd.DataFrame]:
+    """Fig. 8, per training seed: classifiers f and g on the given ``labels`` (flips included), the label
+    memorisation of every point (:func:`~clipmem_lib.labelmem.score_label_memorisation`), and f retrained
+    without the first k of S_C for each k of ``ks`` by each strategy ("memorisation": highest first;
+    "random"), with its test accuracy on ``probe``.  Returns (seed -> memorisation table, curve with
+    ``strategy``, ``k`` (0: f itself), ``seed``, ``accuracy`` and ``flipped_removed``)."""
+    labels = np.asarray(labels)
+    flipped = labels != np.asarray(data.labels)
+    cfgs = [dataclasses.replace(config, seed=s) for s in seeds]
+    fg = fit_many([j for c in cfgs for j in classifier_fg_jobs(data, splits, labels, model_name, c)], ctx)
+    scores, plan = {}, []
+    for s, f, g in zip(seeds, fg[::2], fg[1::2]):
+        scores[s] = score_label_memorisation(f, g, data, splits, labels, ctx=ctx)
+        pool = scores[s][scores[s].subset == "S_C"].rename(columns={"mem": "clipmem"}).reset_index(drop=True)
+        orders = {st: removal_order(pool, "clipmem" if st == "memorisation" else st, s) for st in strategies}
+        plan += [(s, st, k, orders[st][:k], f) for st in strategies for k in ks]
+    jobs = [VisionJob("classifier", data, without(splits.f_indices, gone), model_name, f.config,
+                      f"f without {k} ({st})", labels) for s, st, k, gone, f in plan]
+    retrained = fit_many(jobs, ctx)
+    rows = [dict(strategy=st, k=0, seed=s, flipped_removed=0, accuracy=test_accuracy(f, probe, ctx=ctx))
+            for s, f in zip(seeds, fg[::2]) for st in strategies]
+    rows += [dict(strategy=st, k=k, seed=s, flipped_removed=int(flipped[gone].sum()),
+                  accuracy=test_accuracy(m, probe, ctx=ctx)) for (s, st, k, gone, _), m in zip(plan, retrained)]
+    return scores, pd.DataFrame(rows)
+
+
+def style_similarity(encoders: dict, datasets: dict[str, PairData], indices: Sequence[int], *,
+                     ctx: Context | None = None) -> pd.DataFrame:
+    """Fig. 12: one row per caption style, training seed and pair of ``indices`` with the mean pairwise
+    similarity of the pair's captions under the model trained on that style (``encoders``: style -> seed
+    -> model; ``datasets``: style -> data): an encoder maps another style's unseen words to one token."""
+    return pd.DataFrame([dict(style=st, seed=s, index=i, similarity=v) for st, models in encoders.items()
+                         for s, m in models.items()
+                         for i, v in zip(indices, caption_similarity(m, datasets[st], indices, ctx=ctx))])
 
 
 def stack(frames: dict[str, pd.DataFrame], name: str = "data") -> pd.DataFrame:
