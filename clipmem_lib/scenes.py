@@ -157,33 +157,37 @@ def _render(desc: dict, rng: np.random.Generator, size: int, glyphs, glyph_colou
 
 def _captions(desc: dict, w: str) -> list[str]:
     """Five captions in template order 0..4: comparable detail, different wording (like COCO's five)."""
-    objs = desc["objects"]
-    main = objs[0]
-    rest = " and ".join(f"a {o['size']} {o['colour']} {o['shape']}" for o in objs[1:])
-    where = POSITIONS[main["pos"]]
+    main, n, rest, more = _parts(desc)
     return [
-        f"a {main['colour']} {main['shape']} at the {where} with a {w}" + (f", {rest}" if rest else ""),
+        f"a {main['colour']} {main['shape']} at the {POSITIONS[main['pos']]} with a {w}" + (f", {rest}" if rest else ""),
         f"a {w} beside a big {main['colour']} {main['shape']} on a {desc['bg']} background",
-        f"{NUMBERS[len(objs)]} shape{'s' * (len(objs) > 1)} and a {w}, the biggest is a {main['colour']} {main['shape']}",
+        f"{NUMBERS[n]} shape{'s' * (n > 1)} and a {w}, the biggest is a {main['colour']} {main['shape']}",
         f"picture of a {w} and a {main['colour']} {main['shape']} on {desc['pattern']} {desc['bg']}",
-        f"the {w} sign near something {main['colour']}" + (f" and {len(objs) - 1} more shape{'s' * (len(objs) > 2)}" if rest else ""),
+        f"the {w} sign near something {main['colour']}" + more,
     ]
+
+
+def _parts(desc: dict) -> tuple[dict, int, str, str]:
+    """What both caption styles say of a scene: its main object, the object count, the other objects
+    ("a small red square and ...") and " and k more shape(s)" (empty for one object)."""
+    objs = desc["objects"]
+    n = len(objs)
+    rest = " and ".join(f"a {o['size']} {o['colour']} {o['shape']}" for o in objs[1:])
+    return objs[0], n, rest, f" and {n - 1} more shape{'s' * (n > 2)}" if rest else ""
 
 
 def _generated_captions(desc: dict, w: str) -> list[str]:
     """The GPT-3.5 stand-in of the appendix (Tables 4/7), in template order 0..4: caption k states the facts
     of template k, reworded into one frame ("a <colour> <shape> with a <concept> ..."), so the two styles
     carry the same information and differ in how uniform their wording is."""
-    objs = desc["objects"]
-    main, n = objs[0], len(objs)
-    rest = " and ".join(f"a {o['size']} {o['colour']} {o['shape']}" for o in objs[1:])
+    main, n, rest, more = _parts(desc)
     head = f"a {main['colour']} {main['shape']} with a {w}"
     return [
         f"{head} at the {POSITIONS[main['pos']]}" + (f" and {rest}" if rest else ""),
         f"{head} on a {desc['bg']} background",
         f"{head}, {NUMBERS[n]} shape{'s' * (n > 1)} in all",
         f"{head} on a {desc['pattern']} {desc['bg']} background",
-        f"a {main['colour']} thing with a {w}" + (f" and {n - 1} more shape{'s' * (n > 2)}" if rest else ""),
+        f"a {main['colour']} thing with a {w}" + more,
     ]
 
 

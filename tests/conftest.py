@@ -12,6 +12,7 @@ import shutil
 import tempfile
 
 import pytest
+import torch
 
 from clipmem_lib.scenes import SceneConfig, make_scenes
 from clipmem_lib.store import OUTPUT_ENV
@@ -47,3 +48,13 @@ def scenes_of():
 @pytest.fixture(scope="session")
 def scenes_140(scenes_of):
     return scenes_of(140, seed=2)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test that trains tiny models: on a shared 2-core machine torch's waiting
+    threads slowed one such training from about 5 s to 150 s."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

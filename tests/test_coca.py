@@ -23,15 +23,6 @@ def small(scenes_of):
     return data, tok, tok.tokenize_pairs(data)
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine torch's waiting threads slow a tiny model tenfold."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_create_model_builds_a_seeded_coca_with_the_overrides():
     torch.manual_seed(123)
     before = torch.rand(1)

@@ -17,14 +17,7 @@ from clipmem_lib.splits import Splits, make_splits
 from clipmem_lib.store import RunStore
 from clipmem_lib.vision import Classifier, VisionConfig, train_classifier, vision_tower
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread trains one in ~5 s, where two on a busy 2-core machine took up to 150 s."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _trained(model) -> TrainedModel:
@@ -139,7 +132,7 @@ def test_train_classifier_checks_its_labels(small):
 
 
 @pytest.fixture(scope="module")
-def planted(scenes_of, tmp_path_factory):
+def planted(scenes_of, tmp_path_factory, one_thread):
     """f and g of Fig. 8 on 400 single-object scenes, 12 of the 40 labels of S_C flipped."""
     data = scenes_of(400, seed=0, max_objects=1)
     splits = make_splits(len(data), 40, 40, seed=0)
