@@ -16,7 +16,7 @@ from .data import ImageSource
 from .models import image_size
 from .runtime import resolve_device, timed
 
-__all__ = ["embed_images", "embed_texts", "caption_similarity"]
+__all__ = ["embed_images", "image_batches", "embed_texts", "caption_similarity"]
 
 
 @timed("embeddings")
@@ -26,16 +26,25 @@ def embed_images(model, images: ImageSource, indices: Sequence[int], *, n_crops:
     """Image embeddings (P, 1 + n_crops, d): view 0 un-augmented, views 1.. random resized crops."""
     device = resolve_device(device)
     model.to(device).eval()
-    size, idx, out = image_size(model), np.asarray(indices, dtype=np.int64), []
-    for b, start in enumerate(range(0, len(idx), batch_size)):
-        chunk = idx[start:start + batch_size]
-        x = to_model_input(images.batch(chunk, [variant] * len(chunk), size).to(device))
-        gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, b]).integers(2**62)))
+    out = []
+    for x, gen in image_batches(images, indices, image_size(model), variant=variant, seed=seed,
+                                batch_size=batch_size, device=device):
         views = [x] + [random_resized_crop(x, gen, crop_scale) for _ in range(n_crops)]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             emb = [model.encode_image(v, normalize=True).float() for v in views]
         out.append(torch.stack(emb, 1).cpu())
     return torch.cat(out)
+
+
+def image_batches(images: ImageSource, indices: Sequence[int], size: int, *, variant: int = 0, seed: int = 0,
+                  batch_size: int = 512, device=None):
+    """Model-input batches of ``images[indices]`` with each batch's crop generator, seeded by (``seed``,
+    batch number) alone: two models evaluated on the same indices see the very same crops (f and g, Eq. 3)."""
+    idx = np.asarray(indices, dtype=np.int64)
+    for b, start in enumerate(range(0, len(idx), batch_size)):
+        chunk = idx[start:start + batch_size]
+        x = to_model_input(images.batch(chunk, [variant] * len(chunk), size).to(device))
+        yield x, torch.Generator().manual_seed(int(np.random.default_rng([seed, b]).integers(2**62)))
 
 
 @timed("embeddings")

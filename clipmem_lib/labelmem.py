@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .augment import random_resized_crop, to_model_input
+from .augment import random_resized_crop
 from .data import PairData
+from .embed import image_batches
 from .fitting import TrainedModel
 from .models import image_size
 from .runtime import Context, resolve_device, timed
@@ -61,18 +62,16 @@ def class_probabilities(trained: TrainedModel, data: PairData, indices: Sequence
                         crop_scale=None, seed: int = 0, batch_size: int = 512, device=None) -> torch.Tensor:
     """(P, C) class probabilities P(· | x) of ``data[indices]`` under a classifier (Fig. 8): of the image
     itself (``n_crops`` = 1) or averaged over ``n_crops`` > 1 random resized crops (``crop_scale``, default
-    the training augmentation's), drawn as :func:`~clipmem_lib.embed.embed_images` draws them, so f and g
-    see the very same crops."""
+    the training augmentation's), drawn by :func:`~clipmem_lib.embed.image_batches` as for the embeddings,
+    so f and g see the very same crops."""
     if n_crops < 1:
         raise ValueError(f"n_crops must be at least 1, got {n_crops}")
     model, device = _classifier(trained), resolve_device(device)
     model.to(device).eval()
     scale = trained.config.crop_scale if crop_scale is None else crop_scale
-    size, idx, out = image_size(model), np.asarray(indices, dtype=np.int64), []
-    for b, start in enumerate(range(0, len(idx), batch_size)):
-        chunk = idx[start:start + batch_size]
-        x = to_model_input(data.images.batch(chunk, [0] * len(chunk), size).to(device))
-        gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, b]).integers(2**62)))
+    out = []
+    for x, gen in image_batches(data.images, indices, image_size(model), seed=seed, batch_size=batch_size,
+                                device=device):
         views = [x] if n_crops == 1 else [random_resized_crop(x, gen, scale) for _ in range(n_crops)]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out.append(torch.stack([model.class_probs(v) for v in views]).mean(0).cpu())

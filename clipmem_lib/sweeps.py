@@ -196,8 +196,8 @@ def label_removal(data: PairData, splits: Splits, labels, probe: PairData, ks: S
     jobs = [VisionJob("classifier", data, without(splits.f_indices, gone), model_name, f.config,
                       f"f without {k} ({st})", labels) for s, st, k, gone, f in plan]
     retrained = fit_many(jobs, ctx)
-    rows = [dict(strategy=st, k=0, seed=s, flipped_removed=0, accuracy=test_accuracy(f, probe, ctx=ctx))
-            for s, f in zip(seeds, fg[::2]) for st in strategies]
+    before = {s: test_accuracy(f, probe, ctx=ctx) for s, f in zip(seeds, fg[::2])}  # k = 0: f itself
+    rows = [dict(strategy=st, k=0, seed=s, flipped_removed=0, accuracy=before[s]) for s in seeds for st in strategies]
     rows += [dict(strategy=st, k=k, seed=s, flipped_removed=int(flipped[gone].sum()),
                   accuracy=test_accuracy(m, probe, ctx=ctx)) for (s, st, k, gone, _), m in zip(plan, retrained)]
     return scores, pd.DataFrame(rows)
