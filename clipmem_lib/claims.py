@@ -242,18 +242,20 @@ def balanced_sampling(table: pd.DataFrame, balanced: str = "balanced over 5",
         f"{t3[k][2]}%" for k in (balanced, *others)), diff, unit="LP accuracy")]
 
 
-def claim6(table: pd.DataFrame, none: str, moderate: str, large: str) -> list[Verdict]:
+def claim6(table: pd.DataFrame, none: str, moderate: str, large: str, placement: str = "") -> list[Verdict]:
     """Claim 6 (Table 8) per seed: moderate text noise lowers raw CLIPMem and raises utility against no
-    noise; large noise raises raw CLIPMem and lowers utility against no noise ("hurts both")."""
+    noise; large noise raises raw CLIPMem and lowers utility against no noise ("hurts both").
+    ``placement`` (e.g. "raw", "normalized") names where the noise went, in each row's description."""
     t8 = paper("table8")
-    std = lambda label: float(label.split()[-1])  # noqa: E731 - settings are named "std <value>"
+    std = lambda label: float(label.split()[1])  # noqa: E731 - settings are named "std <value>"
     fig = lambda label: f"{t8[std(label)][0]}, {t8[std(label)][1]}%" if std(label) in t8 else "—"  # noqa: E731
-    return [verdict("6", f"raw CLIPMem on S_C: {moderate} minus none", f"{fig(none)} → {fig(moderate)}",
+    at = f"{placement} noise, " if placement else ""
+    return [verdict("6", f"{at}raw CLIPMem on S_C: {moderate} minus none", f"{fig(none)} → {fig(moderate)}",
                     _paired(table, "clipmem_raw", moderate, none), -1, unit="raw CLIPMem"),
-            *_utility("6", f"{moderate} minus none", f"{fig(none)} → {fig(moderate)}", table, moderate, none),
-            verdict("6", f"raw CLIPMem on S_C: {large} minus none", f"{fig(none)} → {fig(large)}",
+            *_utility("6", f"{at}{moderate} minus none", f"{fig(none)} → {fig(moderate)}", table, moderate, none),
+            verdict("6", f"{at}raw CLIPMem on S_C: {large} minus none", f"{fig(none)} → {fig(large)}",
                     _paired(table, "clipmem_raw", large, none), unit="raw CLIPMem"),
-            *_utility("6", f"{large} minus none", f"{fig(none)} → {fig(large)}", table, large, none, -1)]
+            *_utility("6", f"{at}{large} minus none", f"{fig(none)} → {fig(large)}", table, large, none, -1)]
 
 
 # ------------------------------------------------------------------------------ Fig. 6 (07_removal)

@@ -368,11 +368,39 @@ def noise_over_training(history: pd.DataFrame, title: str = "Text noise during t
     """Claim 6's axis: the noise-to-signal ratio σ·√d/‖z‖ and the feature norm ‖z‖ against the epoch, one
     line per std (band: the range over training seeds) (``sweeps.noise_over_training``'s table)."""
     fig, axes = _panels(2)
+    style = "placement" if "placement" in history else None  # several placements: one dash style each
     for ax, (col, label) in zip(axes, [("noise_to_signal", "noise-to-signal ratio σ·√d / ‖z‖"),
                                        ("feature_norm", "mean norm ‖z‖ of the noised features")]):
-        sns.lineplot(data=history, x="epoch", y=col, hue="setting", errorbar=("pi", 100), ax=ax)
+        sns.lineplot(data=history, x="epoch", y=col, hue="setting", style=style, errorbar=("pi", 100), ax=ax,
+                     legend=ax is axes[0])
         ax.set(ylabel=label)
     axes[0].axhline(1, color="black", lw=0.8, ls="--")  # noise as large as the signal
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+@timed("plotting")
+def noise_axis(table: pd.DataFrame, title: str = "Memorisation and utility on the noise-to-signal axis (cf. Fig. 5b)"):
+    """Claim 6 on the axis that transfers between models: raw CLIPMem on S_C, held-out R@1 and the probe
+    against the noise-to-signal ratio at the end of training, one line per placement; a point is the mean
+    over the seeds its setting ran at, its bar their range (``compare_settings`` rows stacked by placement)."""
+    cols = ["noise_to_signal", "clipmem_raw", "r_at_1", "lp_acc"]
+    stats = table.groupby(["placement", "setting"])[cols].agg(["mean", "min", "max"])
+    fig, axes = _panels(3)
+    for ax, (col, label) in zip(axes, [("clipmem_raw", "raw CLIPMem on S_C"), ("r_at_1", "held-out R@1"),
+                                       ("lp_acc", "linear probe accuracy")]):
+        for placement, t in stats.groupby(level="placement"):
+            t = t.sort_values(("noise_to_signal", "mean"))
+            y = t[(col, "mean")]
+            ax.errorbar(t[("noise_to_signal", "mean")], y, yerr=[(y - t[(col, "min")]).clip(lower=0), (t[(col, "max")] - y).clip(lower=0)],
+                        fmt="o-", capsize=3, label=f"{placement} features")
+        ax.axvline(1, color="black", lw=0.8, ls="--")  # noise as large as the signal
+        ax.set_xscale("symlog", linthresh=0.1)  # linear near 0 (no noise), logarithmic from 0.1 to beyond 1
+        ax.set(xlabel="noise-to-signal ratio, end of training", ylabel=label,
+               xlim=(-0.01, 1.5 * max(1.0, stats[("noise_to_signal", "mean")].max())))
+        ax.xaxis.set_minor_locator(NullLocator())
+    axes[0].legend()
     fig.suptitle(title)
     fig.tight_layout()
     return fig

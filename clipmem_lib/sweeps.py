@@ -60,6 +60,8 @@ def noise_settings(base: TrainConfig, stds: Sequence[float], at: str = "raw") ->
     """Fig. 5b / Table 8: Gaussian noise of each std on the text embeddings during training (0: baseline)."""
     if 0 not in stds:
         raise ValueError(f"noise_stds={list(stds)} must include 0 (the no-noise baseline)")
+    if at not in ("raw", "normalized"):
+        raise ValueError(f"noise_at={at!r}: the noise goes on the 'raw' text features or the 'normalized' embedding")
     return {f"std {s:g}": dataclasses.replace(base, text_noise_std=float(s), text_noise_at=at) if s else base
             for s in stds}
 

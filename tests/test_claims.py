@@ -107,6 +107,8 @@ def test_claim6_with_a_noisy_grid_is_inconclusive():
     assert v[1].verdict == "fails" and v[3].verdict == "holds"  # moderate lowered utility; large raised CLIPMem
     assert v[4].verdict == "holds"  # and lowered the probe
     assert "0.438" in v[0].paper and "0.417" in v[0].paper  # the paper's figures for std 0 and 0.15
+    named = claims.claim6(pd.DataFrame(rows), "std 0", "std 0.15", "std 0.5", placement="normalized")
+    assert [x.effect for x in named] == [x.effect for x in v] and all(x.what.startswith("normalized noise, ") for x in named)
 
 
 def test_claim7_at_fixed_k_and_the_cut_off():

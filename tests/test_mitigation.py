@@ -208,6 +208,20 @@ def test_stack_and_at_seed():
     assert both.data.tolist() == ["clean"] * 3 + ["planted"] * 3
 
 
+def test_noise_settings_per_placement_share_the_no_noise_baseline():
+    from clipmem_lib.sweeps import noise_settings
+
+    base = TrainConfig(epochs=3)
+    raw, unit = noise_settings(base, [0, 0.15], "raw"), noise_settings(base, [0, 0.15], "normalized")
+    assert raw["std 0"] is base and unit["std 0"] is base  # one model (one store key) for both placements
+    assert (raw["std 0.15"].text_noise_at, unit["std 0.15"].text_noise_at) == ("raw", "normalized")
+    assert raw["std 0.15"].text_noise_std == unit["std 0.15"].text_noise_std == 0.15
+    with pytest.raises(ValueError, match="noise_at='middle'"):
+        noise_settings(base, [0, 0.15], "middle")
+    with pytest.raises(ValueError, match="must include 0"):
+        noise_settings(base, [0.15], "raw")
+
+
 def test_noise_over_training_reads_the_norm_off_the_logged_ratio(monkeypatch):
     import math
     import types
