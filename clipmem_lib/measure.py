@@ -210,14 +210,16 @@ def training_losses(models: dict[str, TrainedModel]) -> pd.DataFrame:
                          for name, m in models.items()}).T
 
 
-def encoder_diagnostics(models: dict[str, TrainedModel], data: PairData, indices: Sequence[int], probe: PairData, *,
-                        n_crops: int = 5, crop_scale=(0.5, 1.0), seed: int = 0, ctx: Context | None = None) -> pd.DataFrame:
+def encoder_diagnostics(models: dict[str, TrainedModel], data: PairData, indices: Sequence[int],
+                        probes: dict[str, PairData], *, n_crops: int = 5, crop_scale=(0.5, 1.0), seed: int = 0,
+                        ctx: Context | None = None) -> pd.DataFrame:
     """What each image encoder learned (Sec. 4.5): its mean crop-alignment loss L_align (Eq. 1) on
-    ``data[indices]`` (how far crops move an embedding) and its linear-probe accuracy on ``probe``."""
+    ``data[indices]`` (how far crops move an embedding) and its linear-probe accuracy on each of
+    ``probes`` (name -> labelled set; column "<name> probe")."""
     rows = {}
     for name, m in models.items():
         views, _ = model_embeddings(m, data, indices, n_crops=n_crops, crop_scale=crop_scale, caption_ids=(), seed=seed,
                                     ctx=ctx)
         rows[name] = {"L_align (crops)": float(image_alignment_loss(views).mean()),
-                      "linear probe": utility(m, probe, ctx=ctx)["lp_acc"]}
+                      **{f"{p} probe": utility(m, probe, ctx=ctx)["lp_acc"] for p, probe in probes.items()}}
     return pd.DataFrame(rows).T

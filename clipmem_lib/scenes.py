@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from .data import PairData, TensorImages
 
-__all__ = ["SceneConfig", "make_scenes", "make_probe_set", "restyle_captions", "CAPTION_STYLES", "SHAPES", "COLOURS"]
+__all__ = ["SceneConfig", "make_scenes", "make_probe_set", "PROBE_LABELS", "restyle_captions", "CAPTION_STYLES", "SHAPES", "COLOURS", "PATTERNS"]
 
 GENERATOR_VERSION = 1  # bump when rendering or captions change: it is part of every run-store key
 SHAPES = ["circle", "square", "triangle", "diamond", "cross", "ring"]
@@ -218,7 +218,7 @@ def make_scenes(cfg: SceneConfig | None = None, **overrides) -> PairData:
     counts = np.bincount(concept, minlength=cfg.n_concepts)
     meta = pd.DataFrame(dict(
         shape=[d["objects"][0]["shape"] for d in descs],
-        colour=[d["objects"][0]["colour"] for d in descs],
+        colour=[d["objects"][0]["colour"] for d in descs], pattern=[d["pattern"] for d in descs],
         n_objects=[len(d["objects"]) for d in descs],
         concept=concept, concept_word=[words[c] for c in concept], concept_count=counts[concept],
         is_atypical=atyp, distortion=[d["distortion"] or "" for d in descs],
@@ -229,13 +229,23 @@ def make_scenes(cfg: SceneConfig | None = None, **overrides) -> PairData:
     return PairData(captions=captions, images=images, labels=labels, meta=meta, name=f"scenes(n={cfg.n}, seed={cfg.seed})")
 
 
-def make_probe_set(n: int = 1500, seed: int = 10_000, image_size: int = 32, **overrides) -> PairData:
+PROBE_LABELS = {"colour": list(COLOURS), "shape": SHAPES, "pattern": PATTERNS}
+
+
+def make_probe_set(n: int = 1500, seed: int = 10_000, image_size: int = 32, label: str = "colour",
+                   **overrides) -> PairData:
     """A labelled probe set from the same generator with another seed: single-object, typical scenes.
 
-    ``labels`` is the object's colour (8 classes, chance 12.5%); ``meta['shape']`` gives a second label.
+    ``labels`` is the ``label`` attribute: the object's "colour" (8 classes, chance 12.5%), its "shape"
+    (6), or the background's "pattern" (4), which every crop of a scene shares.  The images do not
+    depend on ``label``, so probes of one seed share their embeddings.
     """
-    return make_scenes(SceneConfig(n=n, seed=seed, image_size=image_size, min_objects=1, max_objects=1,
+    if label not in PROBE_LABELS:
+        raise ValueError(f"unknown probe label {label!r}; valid labels: {', '.join(PROBE_LABELS)}")
+    data = make_scenes(SceneConfig(n=n, seed=seed, image_size=image_size, min_objects=1, max_objects=1,
                                    atypical_frac=0.0, **overrides))
+    labels = np.array([PROBE_LABELS[label].index(v) for v in data.meta[label]])
+    return dataclasses.replace(data, labels=labels, name=f"{data.name}, {label} labels")
 
 
 def restyle_captions(data: PairData, style: str) -> PairData:

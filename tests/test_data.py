@@ -1,10 +1,12 @@
 """The built-in dataset, splits and planted mis-captions."""
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from clipmem_lib.data import PairData, TensorImages
-from clipmem_lib.scenes import SceneConfig, make_probe_set, make_scenes
+from clipmem_lib.scenes import COLOURS, PATTERNS, SceneConfig, make_probe_set, make_scenes
 from clipmem_lib.splits import make_splits, plant_miscaptions
 
 
@@ -40,6 +42,12 @@ def test_scene_contents(scenes):
 def test_probe_set_is_single_object_other_seed():
     p = make_probe_set(50, seed=99)
     assert (p.meta.n_objects == 1).all() and not p.meta.is_atypical.any() and p.labels is not None
+    pattern = make_probe_set(50, seed=99, label="pattern")
+    assert torch.equal(pattern.images.batch(range(50), [0] * 50, 32), p.images.batch(range(50), [0] * 50, 32))
+    assert [PATTERNS[k] for k in pattern.labels] == [json.loads(d)["pattern"] for d in p.meta.description]
+    assert [list(COLOURS)[k] for k in p.labels] == [json.loads(d)["objects"][0]["colour"] for d in p.meta.description]
+    with pytest.raises(ValueError, match="unknown probe label 'size'"):
+        make_probe_set(50, label="size")
 
 
 def test_splits_disjoint_sizes_deterministic():
