@@ -393,8 +393,8 @@ def noise_axis(table: pd.DataFrame, title: str = "Memorisation and utility on th
         for placement, t in stats.groupby(level="placement"):
             t = t.sort_values(("noise_to_signal", "mean"))
             y = t[(col, "mean")]
-            ax.errorbar(t[("noise_to_signal", "mean")], y, yerr=[(y - t[(col, "min")]).clip(lower=0), (t[(col, "max")] - y).clip(lower=0)],
-                        fmt="o-", capsize=3, label=f"{placement} features")
+            spread = [(y - t[(col, "min")]).clip(lower=0), (t[(col, "max")] - y).clip(lower=0)]  # ≥ 0 despite rounding
+            ax.errorbar(t[("noise_to_signal", "mean")], y, yerr=spread, fmt="o-", capsize=3, label=f"{placement} features")
         ax.axvline(1, color="black", lw=0.8, ls="--")  # noise as large as the signal
         ax.set_xscale("symlog", linthresh=0.1)  # linear near 0 (no noise), logarithmic from 0.1 to beyond 1
         ax.set(xlabel="noise-to-signal ratio, end of training", ylabel=label,

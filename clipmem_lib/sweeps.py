@@ -19,7 +19,7 @@ from .models import model_config
 from .removal import STRATEGIES, doubling_grid, removal_order, without
 from .runtime import Context
 from .splits import Splits
-from .train import TrainConfig
+from .train import NOISE_PLACEMENTS, TrainConfig
 from .vision import VisionConfig
 
 __all__ = ["table1_settings", "caption_settings", "sampling_settings", "noise_settings", "compare_settings", "noise_over_training", "feature_norm_growth",
@@ -60,7 +60,7 @@ def noise_settings(base: TrainConfig, stds: Sequence[float], at: str = "raw") ->
     """Fig. 5b / Table 8: Gaussian noise of each std on the text embeddings during training (0: baseline)."""
     if 0 not in stds:
         raise ValueError(f"noise_stds={list(stds)} must include 0 (the no-noise baseline)")
-    if at not in ("raw", "normalized"):
+    if at not in NOISE_PLACEMENTS:  # std 0 is the base config, so an all-zero grid would not check it
         raise ValueError(f"noise_at={at!r}: the noise goes on the 'raw' text features or the 'normalized' embedding")
     return {f"std {s:g}": dataclasses.replace(base, text_noise_std=float(s), text_noise_at=at) if s else base
             for s in stds}

@@ -32,7 +32,10 @@ from .engine import fit_epochs
 from .models import image_size, is_coca
 from .runtime import resolve_device, timed
 
-__all__ = ["TrainConfig", "train_clip", "choose_views", "noisy_text_features", "caption_loss", "COCA_LOSS_WEIGHTS"]
+__all__ = ["TrainConfig", "train_clip", "choose_views", "noisy_text_features", "caption_loss", "COCA_LOSS_WEIGHTS",
+           "NOISE_PLACEMENTS"]
+
+NOISE_PLACEMENTS = ("raw", "normalized")  # where Table 8's text noise goes: raw features or the unit embedding
 
 COCA_LOSS_WEIGHTS = dict(contrastive=1.0, caption=2.0)  # open_clip_train's --coca-{contrastive,caption}-loss-weight
 
@@ -62,7 +65,7 @@ class TrainConfig:
             "variant_mode": self.variant_mode in ("random", "balanced"), "n_captions": self.n_captions >= 1,
             "image_variants": len(self.image_variants) >= 1 and min(self.image_variants) >= 0,
             "crop_scale": 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
-            "text_noise_std": self.text_noise_std >= 0, "text_noise_at": self.text_noise_at in ("raw", "normalized"),
+            "text_noise_std": self.text_noise_std >= 0, "text_noise_at": self.text_noise_at in NOISE_PLACEMENTS,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
