@@ -221,10 +221,11 @@ Job = ClipJob | VisionJob
 def fit(job: Job, ctx: Context | None = None, *, force: bool = False) -> TrainedModel:
     """Train ``job`` into the run store, or load it if it is already there (``force`` retrains)."""
     ctx = ctx or Context()
-    path = ctx.store.build(job.kind, job.key(), lambda out, scratch: job.train(out, scratch, ctx), force)
-    if job.missing_from(path):  # stored before snapshots were asked for: train it once more, keeping them
-        path = ctx.store.build(job.kind, job.key(), lambda out, scratch: job.train(out, scratch, ctx), True)
-    return job.load(path)
+    key = job.key()
+    path = None if force else ctx.store.entry(job.kind, key)
+    # stored before snapshots were asked for: train it once more, keeping them
+    force = force or (path is not None and job.missing_from(path))
+    return ctx.store.load(job.kind, key, lambda out, scratch: job.train(out, scratch, ctx), job.load, force)
 
 
 def _fit_in_worker(threads: int, job: Job, ctx: Context, force: bool) -> None:

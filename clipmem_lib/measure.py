@@ -51,8 +51,8 @@ def model_embeddings(trained: TrainedModel, data: PairData, indices: Sequence[in
                  if caption_ids else torch.zeros(len(idx), 0, 1))
         torch.save(texts.half(), out / "texts.pt")
 
-    path = ctx.store.build("embeddings", cfg, build)
-    return tuple(torch.load(path / name, weights_only=True).float() for name in ("images.pt", "texts.pt"))
+    return ctx.store.load("embeddings", cfg, build, lambda path: tuple(
+        torch.load(path / name, weights_only=True).float() for name in ("images.pt", "texts.pt")))
 
 
 def score_clipmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, *, n_crops: int = 8,

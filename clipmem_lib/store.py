@@ -9,6 +9,11 @@ success.  The same config returns the stored entry; ``force=True`` rebuilds it.
 Every key also holds the code version of its kind (:data:`VERSIONS`): a change to training or to a
 metric that alters results bumps that number, so entries computed by the old code are not reused.
 Score tables are stored as parquet and come back with their dtypes (a bool column stays bool).
+
+An entry heals itself: its ``manifest.json`` records the size and SHA-256 of every file when it is
+written, and an entry that fails that check, or fails to load, is named in one line, moved aside to
+``<root>/.corrupt/`` and recomputed.  A lock per key (``<root>/.locks/``) makes a second process that
+asks for a key being built wait, then load it, instead of training it twice.
 """
 from __future__ import annotations
 
@@ -18,14 +23,16 @@ import json
 import os
 import pathlib
 import shutil
+import sys
 import tempfile
 import uuid
 from typing import Callable
 
+import filelock
 import numpy as np
 import pandas as pd
 
-__all__ = ["RunStore", "config_key", "project_path", "output_path", "VERSIONS", "OUTPUT_ENV"]
+__all__ = ["RunStore", "config_key", "project_path", "output_path", "file_manifest", "VERSIONS", "OUTPUT_ENV"]
 
 # Code version of each kind of entry, part of its key. Bump one whenever a change alters what that kind
 # computes (tests/test_store.py checks that a bump hides the old entries).
@@ -41,6 +48,7 @@ VERSIONS = {
     "classifier": 1,        # vision.train_classifier: single-label classifier on the image tower (Fig. 8)
 }
 OUTPUT_ENV = "CLIPMEM_OUTPUT_DIR"  # tests set it, so relative run and result folders go to a temporary place
+CONFIG, MANIFEST = "config.json", "manifest.json"  # config.json is written last: it marks a complete entry
 
 
 def _canon(obj):
@@ -80,6 +88,20 @@ def output_path(path: str | os.PathLike) -> pathlib.Path:
     return pathlib.Path(root) / p if root else project_path(p)
 
 
+def file_manifest(folder: pathlib.Path) -> dict[str, list]:
+    """``{relative path: [size in bytes, SHA-256]}`` of every file under ``folder`` but its config and manifest."""
+    out = {}
+    for f in sorted(folder.rglob("*")):
+        rel = f.relative_to(folder).as_posix()
+        if f.is_file() and rel not in (CONFIG, MANIFEST):
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[rel] = [f.stat().st_size, h.hexdigest()]
+    return out
+
+
 def config_key(config) -> str:
     """A 16-hex-digit hash of a JSON-able config (dataclasses and arrays allowed)."""
     return hashlib.sha256(json.dumps(_canon(config), sort_keys=True).encode()).hexdigest()[:16]
@@ -90,6 +112,7 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike | None = "runs"):
         self.root = pathlib.Path(root) if root is not None else None
+        self._verified: dict[pathlib.Path, int] = {}  # entries whose files matched their manifest (by its mtime)
 
     @staticmethod
     def key_of(kind: str, config) -> str:
@@ -99,11 +122,47 @@ class RunStore:
         return config_key(dict(kind=kind, config=config, version=VERSIONS[kind]))
 
     def entry(self, kind: str, config) -> pathlib.Path | None:
-        """The folder of a complete entry, or None."""
+        """The folder of a complete, intact entry, or None (a damaged one is set aside first)."""
         if self.root is None:
             return None
-        p = self.root / kind / self.key_of(kind, config)
-        return p if (p / "config.json").exists() else None
+        key = self.key_of(kind, config)
+        return self._intact(kind, key, self.root / kind / key)
+
+    def _intact(self, kind: str, key: str, path: pathlib.Path) -> pathlib.Path | None:
+        if not (path / CONFIG).exists():
+            return None
+        manifest = path / MANIFEST
+        if not manifest.exists():  # written before entries had manifests: only a failed load can tell
+            return path
+        stamp = manifest.stat().st_mtime_ns
+        if self._verified.get(path) == stamp:
+            return path
+        try:
+            want = json.loads(manifest.read_text())
+        except ValueError:
+            want = None
+        have = file_manifest(path)
+        if want != have:
+            bad = "unreadable manifest" if want is None else ", ".join(
+                f"{name}: {'missing' if name not in have else 'size or checksum differs'}"
+                for name in sorted(set(want) | set(have)) if want.get(name) != have.get(name))
+            self.set_aside(kind, key, bad)
+            return None
+        self._verified[path] = stamp
+        return path
+
+    def set_aside(self, kind: str, key: str, reason: str) -> pathlib.Path | None:
+        """Move a damaged entry to ``<root>/.corrupt/`` (so it is recomputed) and say so in one line."""
+        path = self.root / kind / key
+        if not path.exists():
+            return None
+        dest = self.root / ".corrupt" / f"{kind}-{key}-{uuid.uuid4().hex[:8]}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        self._verified.pop(path, None)
+        print(f"run store: {kind} entry {key} at {path} is damaged ({reason}); moved to {dest}, recomputing it",
+              file=sys.stderr)
+        return dest
 
     def build(self, kind: str, config, builder: Callable[[pathlib.Path, pathlib.Path], None],
               force: bool = False) -> pathlib.Path:
@@ -111,28 +170,46 @@ class RunStore:
         root = self.root if self.root is not None else pathlib.Path(tempfile.mkdtemp(prefix="clipmem-nostore-"))
         key = self.key_of(kind, config)
         final, scratch = root / kind / key, root / ".scratch" / f"{kind}-{key}"
-        if not force and (final / "config.json").exists():
+        if not force and self.root is not None and self._intact(kind, key, final):
             return final
-        tmp = root / ".tmp" / f"{kind}-{key}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
-        scratch.mkdir(parents=True, exist_ok=True)
-        try:
-            builder(tmp, scratch)
-            (tmp / "config.json").write_text(json.dumps(dict(config=_canon(config), version=VERSIONS[kind]),
-                                                        indent=1, sort_keys=True))
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():  # force: move the old entry aside, then swap in the new one
-                old = root / ".tmp" / f"old-{key}-{uuid.uuid4().hex[:8]}"
-                os.replace(final, old)
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+        (root / ".locks").mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(root / ".locks" / f"{kind}-{key}.lock"):
+            if not force and self.root is not None and self._intact(kind, key, final):
+                return final  # another process built it while this one waited
+            tmp = root / ".tmp" / f"{kind}-{key}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir(parents=True)
+            scratch.mkdir(parents=True, exist_ok=True)
+            try:
+                builder(tmp, scratch)
+                (tmp / MANIFEST).write_text(json.dumps(file_manifest(tmp), indent=1))
+                (tmp / CONFIG).write_text(json.dumps(dict(config=_canon(config), version=VERSIONS[kind]),
+                                                     indent=1, sort_keys=True))
+                final.parent.mkdir(parents=True, exist_ok=True)
+                if final.exists():  # force: move the old entry aside, then swap in the new one
+                    old = root / ".tmp" / f"old-{key}-{uuid.uuid4().hex[:8]}"
+                    os.replace(final, old)
+                    shutil.rmtree(old, ignore_errors=True)
+                os.replace(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
         return final
+
+    def load(self, kind: str, config, builder: Callable[[pathlib.Path, pathlib.Path], None],
+             read: Callable[[pathlib.Path], object], force: bool = False):
+        """``read(entry)`` of the entry for ``config`` (built if missing); an entry that fails to load is
+        set aside and built once more."""
+        path = self.build(kind, config, builder, force)
+        try:
+            return read(path)
+        except Exception as err:  # noqa: BLE001 - any failure to read a stored file means a damaged entry
+            if self.root is None:
+                raise
+            self.set_aside(kind, path.name, f"failed to load: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        return read(self.build(kind, config, builder))
 
     def frame(self, kind: str, config, compute: Callable[[], pd.DataFrame], force: bool = False) -> pd.DataFrame:
         """A cached DataFrame (parquet, so dtypes survive): ``compute()`` runs only when the entry is missing."""
         def builder(out, _):
             compute().to_parquet(out / "table.parquet", index=False)
-        return pd.read_parquet(self.build(kind, config, builder, force) / "table.parquet")
+        return self.load(kind, config, builder, lambda p: pd.read_parquet(p / "table.parquet"), force)

@@ -1,5 +1,10 @@
-"""The run store: cache hits, atomic entries, forced rebuilds, code versions in the keys, typed tables;
-fit_clip and fit_vision train once per job."""
+"""The run store: cache hits, atomic entries, forced rebuilds, code versions in the keys, typed tables,
+damaged entries set aside and recomputed, one training per key across processes; fit_clip and fit_vision
+train once per job."""
+import json
+import multiprocessing
+import time
+
 import pandas as pd
 import pytest
 import torch
@@ -68,7 +73,7 @@ def test_every_kind_the_library_stores_has_a_version():
 
     from clipmem_lib import fitting as fm, measure
 
-    used = set(re.findall(r'store\.(?:build|frame)\("(\w+)"', inspect.getsource(measure)))
+    used = set(re.findall(r'store\.(?:build|frame|load)\("(\w+)"', inspect.getsource(measure)))
     used |= {"clip", "dino", "supervised"}  # job kinds (fitting.fit builds under job.kind)
     assert "kind: ClassVar[str] = \"clip\"" in inspect.getsource(fm)
     assert used <= set(store_mod.VERSIONS), used - set(store_mod.VERSIONS)
@@ -144,3 +149,104 @@ def test_timings_count_each_call_once(tmp_path, monkeypatch):
     timed("training")(lambda: (time.sleep(0.05), inner()))()
     rows = {r["category"]: r["seconds"] for r in map(json.loads, log.read_text().splitlines())}
     assert 0.05 <= rows["embeddings"] < 0.09 and 0.05 <= rows["training"] < 0.09
+
+
+def _two_files(out, _):
+    (out / "a.bin").write_bytes(bytes(range(256)) * 8)
+    (out / "sub").mkdir()
+    (out / "sub" / "b.txt").write_text("second file")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble", "delete"])
+def test_a_damaged_entry_is_named_set_aside_and_rebuilt(tmp_path, kind_k, capsys, damage):
+    store = RunStore(tmp_path)
+    path = store.build("k", dict(a=1), _two_files)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["a.bin"][0] == 2048 and set(manifest) == {"a.bin", "sub/b.txt"}
+    f = path / "a.bin"
+    if damage == "truncate":
+        f.write_bytes(f.read_bytes()[:1000])
+    elif damage == "garble":  # same size, one byte changed: only the checksum sees it
+        f.write_bytes(b"\xff" + f.read_bytes()[1:])
+    else:
+        f.unlink()
+    fresh = RunStore(tmp_path)  # a new process: nothing verified yet
+    assert fresh.entry("k", dict(a=1)) is None
+    line = capsys.readouterr().err.strip()
+    key = RunStore.key_of("k", dict(a=1))
+    assert len(line.splitlines()) == 1 and f"k entry {key} at {path}" in line and "a.bin" in line
+    assert "sub/b.txt" not in line  # the intact file is not blamed
+    (aside,) = (tmp_path / ".corrupt").iterdir()
+    assert aside.name.startswith(f"k-{key}-") and (aside / "sub" / "b.txt").exists()
+    calls = []
+    again = fresh.build("k", dict(a=1), lambda out, s: (calls.append(1), _two_files(out, s)))
+    assert calls == [1] and again == path and (path / "a.bin").read_bytes() == bytes(range(256)) * 8
+    assert fresh.entry("k", dict(a=1)) == path and capsys.readouterr().err == ""
+
+
+def test_an_entry_that_fails_to_load_is_set_aside_and_rebuilt(tmp_path, kind_k, capsys):
+    """An entry written before manifests existed has nothing to check against: a failed load tells."""
+    store, calls = RunStore(tmp_path), []
+
+    def builder(out, _):
+        calls.append(1)
+        (out / "v.json").write_text(json.dumps(len(calls)))
+
+    path = store.build("k", dict(a=1), builder)
+    (path / "manifest.json").unlink()
+    (path / "v.json").write_text("{not json")
+    assert store.load("k", dict(a=1), builder, lambda p: json.loads((p / "v.json").read_text())) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "failed to load: JSONDecodeError" in err and str(path) in err
+    with pytest.raises(ValueError):  # a reader that always fails raises after one rebuild, not in a loop
+        store.load("k", dict(a=1), builder, lambda p: int("x"))
+    assert len(calls) == 3
+
+
+def test_a_damaged_table_and_model_recompute_to_identical_results(tmp_path, scenes_140, one_thread):
+    """What a chapter does (train f and g, score CLIPMem) after a model and a table were truncated."""
+    from clipmem_lib.experiment import fit_f_and_g, score_clipmem
+    from clipmem_lib.splits import make_splits
+
+    data, splits = scenes_140, make_splits(140, n_candidates=10, n_external=20, seed=0)
+    cfg = TrainConfig(epochs=2, batch_size=32)
+
+    def chapter():
+        ctx = Context(RunStore(tmp_path), device="cpu", progress=False)
+        f, g = fit_f_and_g(data, splits, config=cfg, ctx=ctx)
+        return f, score_clipmem(f, g, data, splits, n_crops=2, n_test=None, ctx=ctx)
+
+    f1, t1 = chapter()
+    (tmp_path / "clip" / f1.key / "model.pt").write_bytes(b"x" * 1000)
+    (table,) = (tmp_path / "clipmem").glob("*/table.parquet")
+    table.write_bytes(table.read_bytes()[:1000])
+    f2, t2 = chapter()
+    assert len(list((tmp_path / ".corrupt").iterdir())) == 2
+    assert all(torch.equal(a, b) for a, b in zip(f1.model.state_dict().values(), f2.model.state_dict().values()))
+    pd.testing.assert_frame_equal(t1, t2)
+
+
+def _build_once(root, log):
+    store_mod.VERSIONS["k"] = 1
+
+    def slow(out, _):
+        with open(log, "a") as fh:
+            fh.write("trained\n")
+        time.sleep(1.5)
+        (out / "x.txt").write_text("done")
+
+    path = RunStore(root).build("k", dict(a=1), slow)
+    with open(log, "a") as fh:
+        fh.write(f"read {(path / 'x.txt').read_text()}\n")
+
+
+def test_two_processes_on_one_key_train_it_once(tmp_path):
+    spawn = multiprocessing.get_context("spawn")
+    log = tmp_path / "log.txt"
+    procs = [spawn.Process(target=_build_once, args=(tmp_path / "runs", log)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert sorted(log.read_text().splitlines()) == ["read done", "read done", "trained"]
