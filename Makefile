@@ -17,12 +17,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name clipmem --display-name "clipmem (.venv)" >/dev/null
+	@# Debian's Chromium for the browser tests, where apt-get runs as root; without it those tests skip, saying so
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get install -y -q chromium >/dev/null 2>&1; } || echo "no Chromium installed: the browser tests will skip"
 	touch $(STAMP)
 
 notebooks: $(STAMP)
 	$(PY) -m clipmem_lib.book run --profile $(PROFILE) $(if $(DATA),--data $(DATA)) --runs $(RUNS)
 
 html: $(STAMP)
+	$(PY) -m clipmem_lib.book static
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 book: notebooks html

@@ -7,6 +7,7 @@
     python -m clipmem_lib.book refresh                           # re-run sources at defaults, store nbval outputs
     python -m clipmem_lib.book params                            # write the parameters cells from the schema
     python -m clipmem_lib.book timings                           # where the last run's time went, per chapter
+    python -m clipmem_lib.book static                            # MathJax 3 into _static/mathjax (make html does it)
 
 A profile (``profiles/<name>.yaml``) is a flat set of parameter values; each notebook receives those it
 declares.  A value ``???`` must be supplied (``--data`` fills ``data_path``).  Every parameter, and the
@@ -22,6 +23,7 @@ import difflib
 import json
 import os
 import pathlib
+import shutil
 import sys
 import time
 
@@ -35,9 +37,12 @@ from .schema import CHAPTERS, parameters_cell
 from .store import project_path
 
 __all__ = ["load_profile", "declared_parameters", "plan", "check_data", "run_notebooks", "timing_table",
-           "strip_outputs", "write_parameters", "main"]
+           "strip_outputs", "write_parameters", "install_mathjax", "main"]
 
 REQUIRED = "???"
+# The kernel's own start-up log says only that it talks over local TCP unencrypted, once per chapter; cells'
+# warnings and errors still show in the notebook.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 KEEP_TAG = "nbval-check-output"
 
 
@@ -145,7 +150,7 @@ def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name=kernel, progress_bar=progress,
-                                cwd=str(cwd or src.parent))
+                                cwd=str(cwd or src.parent), extra_arguments=KERNEL_ARGS)
         except Exception as e:  # noqa: BLE001 - every failure is collected and reported at the end
             if tmp.exists():
                 os.replace(tmp, failed)
@@ -223,6 +228,29 @@ def strip_outputs(nb):
     return nb
 
 
+# What MathJax 3's tex-mml-chtml component loads (fonts, autoloaded TeX extensions, menu, a11y): 9 of its 24 MB.
+MATHJAX_PARTS = ("tex-mml-chtml.js", "input", "output/chtml", "ui", "a11y", "sre", "adaptors")
+
+
+def install_mathjax(dest) -> pathlib.Path:
+    """Copy MathJax 3 (PyPI's django-static-mathjax, no Django needed) to ``dest``, where ``_config.yml``'s
+    ``mathjax_path`` points, so the built book renders its math with no network."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    if spec is None or spec.origin is None:
+        raise ParameterError("MathJax 3 is not installed: pip install django-static-mathjax==3.2.2.1 (requirements.txt)")
+    es5, dest = pathlib.Path(spec.origin).parent / "static" / "mathjax" / "es5", pathlib.Path(dest)
+    for part in MATHJAX_PARTS:
+        src, to = es5 / part, dest / part
+        if src.is_dir():
+            shutil.copytree(src, to, dirs_exist_ok=True)
+        else:
+            to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, to)
+    return dest
+
+
 def _parse_sets(items) -> dict:
     out = {}
     for item in items or []:
@@ -255,7 +283,17 @@ def main(argv=None) -> int:
     t.add_argument("--out", default="book/generated", help="folder of the executed notebooks")
     q = sub.add_parser("params", help="write each notebook's parameters cell from the schema (clipmem_lib/schema.py)")
     q.add_argument("--check", action="store_true", help="only report notebooks whose cell differs")
+    m = sub.add_parser("static", help="copy MathJax 3 into the book's static files (what make html does first)")
+    m.add_argument("--dest", default="_static/mathjax", help="where _config.yml's mathjax_path points")
     a = ap.parse_args(argv)
+
+    if a.cmd == "static":
+        try:
+            print(f"MathJax 3 copied to {install_mathjax(project_path(a.dest))}")
+        except ParameterError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
 
     if a.cmd == "timings":
         print(timing_table(project_path(a.out)).to_string())

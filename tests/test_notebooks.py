@@ -1,7 +1,9 @@
 """Smoke run: every chapter notebook executes through the book runner at the `smoke` profile, writes its
 paper-vs-this-run table, the summary gathers them, and Jupyter Book renders the result with -W.  (The numbers at this size mean nothing; the
-cpu-profile results are checked by nbval on the notebooks' stored claim flags.)"""
+cpu-profile results are checked by nbval on the notebooks' stored claim flags.)  The built book loads
+nothing from the network, and its math renders in headless Chromium with the network off."""
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -9,15 +11,31 @@ import sys
 import nbformat
 import pytest
 
+from browser import rendered_dom
 from clipmem_lib import book, report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 
 
-@pytest.mark.slow
-def test_all_notebooks_run_at_the_smoke_profile_and_the_book_builds_strictly(tmp_path):
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """(folder, runner's exit code, jupyter-book's result) of the smoke run, built as `make book` builds."""
+    tmp_path = tmp_path_factory.mktemp("smoke")
+    rc = book.main(["run", "--profile", "smoke", "--runs", str(tmp_path / "runs"), "--out",
+                    str(tmp_path / "book" / "generated"), "--no-progress"])
+    for f in ("_config.yml", "_toc.yml", "book/intro.md"):
+        shutil.copy(ROOT / f, tmp_path / f)
+    shutil.copytree(ROOT / "_static", tmp_path / "_static", ignore=shutil.ignore_patterns("mathjax"))
+    book.install_mathjax(tmp_path / "_static" / "mathjax")
+    jb = pathlib.Path(sys.executable).parent / "jupyter-book"
+    build = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n", "--keep-going"], capture_output=True, text=True)
+    return tmp_path, rc, build
+
+
+def test_all_notebooks_run_at_the_smoke_profile_and_the_book_builds_strictly(smoke):
+    tmp_path, rc, build = smoke
     out = tmp_path / "book" / "generated"
-    rc = book.main(["run", "--profile", "smoke", "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-progress"])
     assert rc == 0
     stems = [p.stem for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
     assert sorted(p.stem for p in out.glob("*.ipynb")) == stems
@@ -32,12 +50,23 @@ def test_all_notebooks_run_at_the_smoke_profile_and_the_book_builds_strictly(tmp
     figures = sum("image/png" in o.get("data", {}) for c in nbformat.read(out / "02_memorisation.ipynb", 4).cells
                   for o in c.get("outputs", []))
     assert figures >= 3  # Fig. 2a, 2b and the gallery
-
-    for f in ("_config.yml", "_toc.yml", "book/intro.md"):
-        shutil.copy(ROOT / f, tmp_path / f)
-    shutil.copytree(ROOT / "_static", tmp_path / "_static")
-    jb = pathlib.Path(sys.executable).parent / "jupyter-book"
-    build = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n", "--keep-going"], capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     html = (tmp_path / "_build" / "html" / "book" / "generated" / "99_summary.html").read_text()
     assert "Reproduction summary" in html and "this run" in html
+
+
+def test_no_page_loads_anything_from_the_network(smoke):
+    html = smoke[0] / "_build" / "html"
+    loads = re.compile(r"<(?:script|link|img|iframe|source)\b[^>]*?\b(?:src|href)=[\"']([^\"']+)", re.I)
+    pages = list(html.rglob("*.html"))
+    remote = {(p.name, url) for p in pages for url in loads.findall(p.read_text()) if re.match(r"(?:[a-z]+:)?//", url, re.I)}
+    assert len(pages) >= 11 and not remote, sorted(remote)
+    assert (html / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
+
+
+def test_math_renders_with_the_network_off(smoke):
+    page = smoke[0] / "_build" / "html" / "book" / "generated" / "07_removal.html"
+    assert r"\(k_\mathrm{peak}\)" in page.read_text()  # the raw TeX that MathJax must typeset
+    dom = rendered_dom(page, "the built chapter 07")
+    text = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S | re.I)
+    assert "<mjx-container" in text and "\\(" not in text, text[text.find("\\("):][:300]
