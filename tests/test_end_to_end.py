@@ -1,31 +1,34 @@
 """End to end on CPU: train coupled f and g on the built-in data with planted mis-captions and check
-the paper's qualitative findings (Fig. 2a/2b, claims 1–2).  Seeded; about a minute on 2 cores.
+the paper's qualitative findings (Fig. 2a/2b, claims 1–2).  Seeded; about a minute and a half on 2 cores.
+The data, splits, planting and recipe are chapter 02's defaults, trained into the suite's one run store,
+so nbval's run of 02 loads these models instead of training them again.
 CLIPMEM_TEST_DEVICE=cuda runs the same checks through the GPU path (bf16 autocast)."""
 import os
+import pathlib
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from clipmem_lib.experiment import Context, fit_f_and_g, score_clipmem
-from clipmem_lib.scenes import SceneConfig, make_scenes
-from clipmem_lib.splits import make_splits, plant_miscaptions
-from clipmem_lib.store import RunStore
-from clipmem_lib.train import TrainConfig
+from clipmem_lib import chapter
+from clipmem_lib.experiment import fit_f_and_g, score_clipmem
+from clipmem_lib.params import Params, declared_parameters
+from clipmem_lib.splits import plant_miscaptions
 
 
 DEVICE = os.environ.get("CLIPMEM_TEST_DEVICE", "cpu")
+CHAPTER = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "02_memorisation.ipynb"
 pytestmark = pytest.mark.slow  # trains f and g for 80 epochs
 
 
 @pytest.fixture(scope="module")
-def scores(tmp_path_factory):
-    data = make_scenes(SceneConfig(n=1000, seed=0))
-    splits = make_splits(len(data), n_candidates=100, n_external=100, seed=0)
-    data = plant_miscaptions(data, splits.candidates, fraction=0.2, seed=0)
-    ctx = Context(RunStore(tmp_path_factory.mktemp("runs")), device=DEVICE, progress=False)
-    f, g = fit_f_and_g(data, splits, "clipmem-tiny", TrainConfig(epochs=80), ctx=ctx)
-    return score_clipmem(f, g, data, splits, n_test=None, ctx=ctx)
+def scores():
+    P = Params(**{k: d.default for k, d in declared_parameters(CHAPTER).items()})
+    P.device = DEVICE
+    S = chapter.setup(P)  # 2,000 pairs, |S_C| = |S_I| = |S_E| = 200, 80 epochs
+    data = plant_miscaptions(S.data, S.splits.candidates, fraction=P.poison_fraction, seed=P.seed)
+    f, g = fit_f_and_g(data, S.splits, P.model, S.train, ctx=S.ctx)
+    return score_clipmem(f, g, data, S.splits, n_test=None, ctx=S.ctx)
 
 
 def test_candidates_memorised_independent_negative(scores):
