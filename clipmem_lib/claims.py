@@ -3,8 +3,13 @@
 Over paired seeds (settings A and B trained with the same seed share the data order and the
 initialisation), a claim's effect is the per-seed difference in the paper's direction; its 95%
 interval is Student's t over those differences.  :func:`decide` says "holds" when the interval
-excludes zero in the paper's direction, "fails" when it excludes zero the other way and
-"inconclusive" otherwise, always with one seed.
+excludes zero in the paper's direction, "fails" when it excludes zero the other way, "too small" when
+the whole interval lies below the row's smallest effect of interest δ, and "inconclusive" otherwise,
+always with one seed.
+
+δ (:func:`smallest_effect`) is the paper's own effect carried to this run's baseline by one rule fixed
+before any run: a proportion (probe accuracy, R@1) moves by the paper's change in log-odds, any other
+score by the paper's relative change.  A row whose paper gives no number has no δ and stays two-way.
 
 Below it, one function per claim (and per sub-row the chapters show) takes the chapter's per-seed
 results (a dict seed -> score table, or a table with a ``seed`` column) and returns its verdicts.
@@ -28,13 +33,14 @@ from scipy import stats
 
 from .clipmem import clean_vs_miscaptioned, separation_auc, subset_means, top_enrichment
 
-__all__ = ["paper", "Verdict", "paired_interval", "decide", "verdict", "observation", "sec3_checks", "claim1",
+__all__ = ["paper", "Verdict", "paired_interval", "smallest_effect", "decide", "verdict", "observation", "sec3_checks", "claim1",
            "claim2", "rare_concepts", "claim3", "claim4", "claim5_modality", "claim5_captions", "balanced_sampling",
            "claim6", "claim7", "claim8", "dino_memorises_more", "fig11_moves_later", "table5", "table6", "fig8",
            "table4_7"]
 
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+HOLDS, FAILS, TOO_SMALL, INCONCLUSIVE = "holds", "fails", "too small", "inconclusive"
+TESTED = (HOLDS, FAILS, TOO_SMALL, INCONCLUSIVE)
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,6 +75,12 @@ class Verdict:
     reason: str = ""
     unit: str = ""
     direction: int = 1
+    delta: float = math.nan  # the smallest effect of interest (NaN: the paper gives no number)
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width: the smallest effect this row could tell from zero."""
+        return (self.high - self.low) / 2
 
     def measured(self, fmt: str = "+.3f") -> str:
         """The measured difference A − B: ``+0.123 [+0.050, +0.196], 3 seeds`` (or ``…, 1 seed: no interval``)."""
@@ -92,26 +104,49 @@ def paired_interval(differences, level: float = 0.95) -> tuple[float, float, flo
     return mean, mean - half, mean + half, n
 
 
-def decide(low: float, high: float, n: int) -> tuple[str, str]:
-    """(verdict, reason) from an interval of an effect signed in the paper's direction."""
+def smallest_effect(paper_base: float, paper_other: float, baseline: float, proportion: bool) -> float:
+    """δ: the paper's effect, ``paper_base`` → ``paper_other``, carried to this run's ``baseline``.
+
+    A ``proportion`` (accuracy, R@1; the paper's percentages are divided by 100) moves by the paper's
+    change in log-odds, so a probe near 0.9 and an R@1 near 0.15 get comparable δs; a relative rule gives
+    R@1 about 0.005, below what any instrument here resolves.  Any other score moves by the paper's
+    relative change.  Always ≥ 0: the direction is the row's."""
+    if proportion:
+        a, b = (x / 100 if x > 1 else x for x in (paper_base, paper_other))
+        logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+        if not 0 < baseline < 1:
+            return math.nan
+        moved = 1 / (1 + math.exp(-(logit(baseline) + abs(logit(b) - logit(a)))))
+        return float(moved - baseline)
+    return float(abs((paper_other - paper_base) / paper_base) * abs(baseline))
+
+
+def decide(low: float, high: float, n: int, delta: float = math.nan) -> tuple[str, str]:
+    """(verdict, reason) from an interval of an effect signed in the paper's direction, and the row's
+    smallest effect of interest ``delta`` (NaN: none, the row is two-way)."""
+    small = f"the whole interval lies below δ = {delta:.3g}: smaller than the paper's effect, if there is one"
     if n < 2:
         return INCONCLUSIVE, "one seed gives no interval, so no verdict"
     if low > 0:
-        return HOLDS, ""
+        return HOLDS, ("holds, but " + small) if high < delta else ""
     if high < 0:
         return FAILS, "the interval excludes zero against the paper's direction"
-    return INCONCLUSIVE, f"the interval [{low:+.3g}, {high:+.3g}] contains zero: seed noise is as large as the effect"
+    if high < delta:
+        return TOO_SMALL, small
+    return INCONCLUSIVE, (f"the interval [{low:+.3g}, {high:+.3g}] contains zero"
+                          + ("" if math.isnan(delta) else f" and reaches δ = {delta:.3g}")
+                          + ": seed noise is as large as the effect")
 
 
 def verdict(claim: str, what: str, paper_figure: str, differences, direction: int = 1, level: float = 0.95,
-            unit: str = "") -> Verdict:
+            unit: str = "", delta: float = math.nan) -> Verdict:
     """The verdict on per-seed paired ``differences`` (A − B for each seed); ``direction`` is +1 when the
-    paper says A > B and −1 when it says A < B."""
+    paper says A > B and −1 when it says A < B; ``delta`` is the row's smallest effect of interest."""
     if direction not in (1, -1):
         raise ValueError(f"direction must be +1 or -1, got {direction!r}")
     mean, low, high, n = paired_interval(direction * np.asarray(differences, dtype=float), level)
-    v, why = decide(low, high, n)
-    return Verdict(claim, what, paper_figure, mean, low, high, n, v, why, unit, direction)
+    v, why = decide(low, high, n, delta)
+    return Verdict(claim, what, paper_figure, mean, low, high, n, v, why, unit, direction, delta)
 
 
 def observation(claim: str, what: str, paper_figure: str, values, unit: str = "", why: str = "") -> Verdict:
@@ -128,6 +163,19 @@ def _paired(table: pd.DataFrame, column: str, a: str, b: str, label: str = "sett
     """Per seed, ``column`` of setting ``a`` minus setting ``b`` (seeds where both ran)."""
     wide = table.pivot_table(index="seed", columns=label, values=column)
     return (wide[a] - wide[b]).dropna().to_numpy() if {a, b} <= set(wide.columns) else np.array([])
+
+
+def _mean_of(table: pd.DataFrame, column: str, setting: str, label: str = "setting") -> float:
+    """This run's baseline for δ: the mean over seeds of ``column`` in ``setting``."""
+    part = table.loc[table[label] == setting, column]
+    return float(part.mean()) if len(part) else math.nan
+
+
+def _delta(paper_ab, table, column, base, label="setting", proportion=False) -> float:
+    """δ of a row comparing against setting ``base`` (:func:`smallest_effect`); NaN without the paper's pair."""
+    if paper_ab is None:
+        return math.nan
+    return smallest_effect(paper_ab[0], paper_ab[1], _mean_of(table, column, base, label), proportion)
 
 
 # ----------------------------------------------------------------- Sec. 3, App. A.2 (01_metric)
@@ -167,9 +215,10 @@ def claim2(clean: dict, poisoned: dict) -> list[Verdict]:
     is shown (≈ 0)."""
     bars = {s: clean_vs_miscaptioned(clean[s], poisoned[s])[0].clipmem_raw.to_numpy() for s in clean}
     p = paper("fig2b")
+    delta = smallest_effect(p["poisoned_clean"], p["poisoned_miscaptioned"], _per_seed(bars, lambda b: b[1]).mean(), False)
     return [verdict("2", "poisoned model: mis-captioned minus clean S_C (raw CLIPMem)",
                     f"{p['poisoned_miscaptioned']:.3f} vs {p['poisoned_clean']:.3f}", _per_seed(bars, lambda b: b[2] - b[1]),
-                    unit="raw CLIPMem"),
+                    unit="raw CLIPMem", delta=delta),
             observation("2", "clean S_C: poisoned minus clean model (≈ 0, raw CLIPMem)",
                         f"{p['clean_model_clean']:.3f} → {p['poisoned_clean']:.3f}", _per_seed(bars, lambda b: b[1] - b[0]),
                         "raw CLIPMem")]
@@ -190,26 +239,33 @@ def rare_concepts(scores: dict) -> list[Verdict]:
 
 def claim3(both: dict) -> list[Verdict]:
     """Claim 3 (Fig. 3) per seed: ROC AUC (S_C vs S_S) of CLIPMem minus the better SSLMem (either encoder)."""
-    diff = _per_seed(both, lambda t: separation_auc(t, "clipmem")
-                     - max(separation_auc(t, "sslmem_image"), separation_auc(t, "sslmem_text")))
+    better = lambda t: max(separation_auc(t, "sslmem_image"), separation_auc(t, "sslmem_text"))  # noqa: E731
+    diff = _per_seed(both, lambda t: separation_auc(t, "clipmem") - better(t))
+    f3 = paper("fig3")
+    delta = smallest_effect(max(f3["max_sslmem_image"], f3["max_sslmem_text"]), f3["max_clipmem"],
+                            _per_seed(both, better).mean(), True)
     return [verdict("3", "ROC AUC S_C vs S_S: CLIPMem minus the better SSLMem", "single modalities overlap S_S", diff,
-                    unit="ROC AUC")]
+                    unit="ROC AUC", delta=delta)]
 
 
 def claim4(both: dict) -> list[Verdict]:
     """Claim 4 (Sec. 4.3) per seed: mean normalised SSLMem on S_C, text encoder minus image encoder."""
     p = paper("sslmem_text_vs_image")
     diff = _per_seed(both, lambda t: t[t.subset == "S_C"].sslmem_text.mean() - t[t.subset == "S_C"].sslmem_image.mean())
+    base = _per_seed(both, lambda t: t[t.subset == "S_C"].sslmem_image.mean()).mean()
     return [verdict("4", "mean SSLMem on S_C: text minus image encoder", f"{p['text']} vs {p['image']}", diff,
-                    unit="SSLMem")]
+                    unit="SSLMem", delta=smallest_effect(p["image"], p["text"], base, False))]
 
 
 # ---------------------------------------------------------------------------- Table 1 (04_modality)
 
-def _utility(claim, what, paper_figure, table, a, b, direction=1) -> list[Verdict]:
+def _utility(claim, what, paper_figure, table, a, b, direction=1, paper_lp=None) -> list[Verdict]:
+    """The probe and R@1 rows of ``a`` minus ``b``; ``paper_lp`` (the paper's LP %, ``b``'s then ``a``'s)
+    sets both rows' δ: the paper reports utility by its probe only, so R@1 gets the same change in log-odds."""
     return [verdict(claim, f"{what}: linear probe", paper_figure, _paired(table, "lp_acc", a, b), direction,
-                    unit="LP accuracy"),
-            verdict(claim, f"{what}: held-out R@1", "—", _paired(table, "r_at_1", a, b), direction, unit="R@1")]
+                    unit="LP accuracy", delta=_delta(paper_lp, table, "lp_acc", b, proportion=True)),
+            verdict(claim, f"{what}: held-out R@1", "—", _paired(table, "r_at_1", a, b), direction, unit="R@1",
+                    delta=_delta(paper_lp, table, "r_at_1", b, proportion=True))]
 
 
 def claim5_modality(table: pd.DataFrame, base: str = "1 image, 1 caption", text: str = "1 image, 5 captions",
@@ -221,15 +277,22 @@ def claim5_modality(table: pd.DataFrame, base: str = "1 image, 1 caption", text:
         return []
     t1 = paper("table1")
     return [verdict("5", "raw CLIPMem on S_C: text side minus image side", f"{t1[text][0]} vs {t1[image][0]}",
-                    _paired(table, "clipmem_raw", text, image), -1, unit="raw CLIPMem"),
-            *_utility("5", "text side minus image side", f"{t1[text][1]}% vs {t1[image][1]}%", table, text, image)]
+                    _paired(table, "clipmem_raw", text, image), -1, unit="raw CLIPMem",
+                    delta=_delta((t1[image][0], t1[text][0]), table, "clipmem_raw", image)),
+            *_utility("5", "text side minus image side", f"{t1[text][1]}% vs {t1[image][1]}%", table, text, image,
+                      paper_lp=(t1[image][1], t1[text][1]))]
 
 
 def claim5_captions(table: pd.DataFrame, few: str, many: str) -> list[Verdict]:
-    """Claim 5 (Fig. 5a) per seed: more captions per image lower raw CLIPMem on S_C and raise utility."""
+    """Claim 5 (Fig. 5a) per seed: more captions per image lower raw CLIPMem on S_C and raise utility.  δ
+    from Table 1's 1 → 5 captions when ``few`` and ``many`` are 1 and 5 captions (Fig. 5a gives no numbers)."""
+    t1 = paper("table1")
+    one_five = (few.split()[0], many.split()[0]) == ("1", "5")
+    pair = lambda col: (t1["1 image, 1 caption"][col], t1["1 image, 5 captions"][col]) if one_five else None  # noqa: E731
     return [verdict("5", f"raw CLIPMem on S_C: {many} minus {few}", paper("fig5a"),
-                    _paired(table, "clipmem_raw", many, few), -1, unit="raw CLIPMem"),
-            *_utility("5", f"{many} minus {few}", paper("fig5a"), table, many, few)]
+                    _paired(table, "clipmem_raw", many, few), -1, unit="raw CLIPMem",
+                    delta=_delta(pair(0), table, "clipmem_raw", few)),
+            *_utility("5", f"{many} minus {few}", paper("fig5a"), table, many, few, paper_lp=pair(1))]
 
 
 def balanced_sampling(table: pd.DataFrame, balanced: str = "balanced over 5",
@@ -238,8 +301,10 @@ def balanced_sampling(table: pd.DataFrame, balanced: str = "balanced over 5",
     wide = table.pivot_table(index="seed", columns="setting", values="lp_acc")
     diff = (wide[balanced] - wide[list(others)].max(axis=1)).dropna()
     t3 = paper("table3")
+    delta = smallest_effect(max(t3[k][2] for k in others), t3[balanced][2], float(wide[list(others)].max(axis=1).mean()),
+                            True)
     return [verdict("", "LP accuracy: balanced minus the better of first / random", " / ".join(
-        f"{t3[k][2]}%" for k in (balanced, *others)), diff, unit="LP accuracy")]
+        f"{t3[k][2]}%" for k in (balanced, *others)), diff, unit="LP accuracy", delta=delta)]
 
 
 def claim6(table: pd.DataFrame, none: str, moderate: str, large: str, placement: str = "") -> list[Verdict]:
@@ -250,12 +315,17 @@ def claim6(table: pd.DataFrame, none: str, moderate: str, large: str, placement:
     std = lambda label: float(label.split()[1])  # noqa: E731 - settings are named "std <value>"
     fig = lambda label: f"{t8[std(label)][0]}, {t8[std(label)][1]}%" if std(label) in t8 else "—"  # noqa: E731
     at = f"{placement} noise, " if placement else ""
+    pair = lambda label, col: (t8[std(none)][col], t8[std(label)][col]) if {std(none), std(label)} <= set(t8) else None  # noqa: E731
     return [verdict("6", f"{at}raw CLIPMem on S_C: {moderate} minus none", f"{fig(none)} → {fig(moderate)}",
-                    _paired(table, "clipmem_raw", moderate, none), -1, unit="raw CLIPMem"),
-            *_utility("6", f"{at}{moderate} minus none", f"{fig(none)} → {fig(moderate)}", table, moderate, none),
+                    _paired(table, "clipmem_raw", moderate, none), -1, unit="raw CLIPMem",
+                    delta=_delta(pair(moderate, 0), table, "clipmem_raw", none)),
+            *_utility("6", f"{at}{moderate} minus none", f"{fig(none)} → {fig(moderate)}", table, moderate, none,
+                      paper_lp=pair(moderate, 1)),
             verdict("6", f"{at}raw CLIPMem on S_C: {large} minus none", f"{fig(none)} → {fig(large)}",
-                    _paired(table, "clipmem_raw", large, none), unit="raw CLIPMem"),
-            *_utility("6", f"{at}{large} minus none", f"{fig(none)} → {fig(large)}", table, large, none, -1)]
+                    _paired(table, "clipmem_raw", large, none), unit="raw CLIPMem",
+                    delta=_delta(pair(large, 0), table, "clipmem_raw", none)),
+            *_utility("6", f"{at}{large} minus none", f"{fig(none)} → {fig(large)}", table, large, none, -1,
+                      paper_lp=pair(large, 1))]
 
 
 # ------------------------------------------------------------------------------ Fig. 6 (07_removal)
@@ -300,8 +370,9 @@ def dino_memorises_more(ssl: dict) -> list[Verdict]:
     """Sec. 4.5 per seed: mean SSLMem on S_C, DINO's encoder minus CLIP's image encoder."""
     p = paper("sslmem_clip_vs_dino")
     diff = _per_seed(ssl, lambda t: t[t.subset == "S_C"].sslmem_dino.mean() - t[t.subset == "S_C"].sslmem_image.mean())
+    base = _per_seed(ssl, lambda t: t[t.subset == "S_C"].sslmem_image.mean()).mean()
     return [verdict("", "mean SSLMem on S_C: DINO minus CLIP image encoder", f"{p['dino']} vs {p['clip']}", diff,
-                    unit="SSLMem")]
+                    unit="SSLMem", delta=smallest_effect(p["clip"], p["dino"], base, False))]
 
 
 def fig11_moves_later(shares: dict) -> list[Verdict]:
@@ -318,8 +389,10 @@ def table5(table: pd.DataFrame, small: str, large: str) -> list[Verdict]:
     CLIPMem) and is more useful (probe, held-out R@1), trained on the same pairs with the same seeds."""
     t5 = paper("table5")
     return [verdict("A1", f"raw CLIPMem on S_C: {large} minus {small}", f"{t5['base'][0]} → {t5['large'][0]}",
-                    _paired(table, "clipmem_raw", large, small), unit="raw CLIPMem"),
-            *_utility("A1", f"{large} minus {small}", f"{t5['base'][1]}% → {t5['large'][1]}%", table, large, small)]
+                    _paired(table, "clipmem_raw", large, small), unit="raw CLIPMem",
+                    delta=_delta((t5["base"][0], t5["large"][0]), table, "clipmem_raw", small)),
+            *_utility("A1", f"{large} minus {small}", f"{t5['base'][1]}% → {t5['large'][1]}%", table, large, small,
+                      paper_lp=(t5["base"][1], t5["large"][1]))]
 
 
 def table6(scores: dict) -> list[Verdict]:
@@ -363,7 +436,8 @@ def table4_7(table: pd.DataFrame, few: str, many: str, similarity: pd.DataFrame 
     fig = {"template": t["coco"], "generated": t["gpt35"]}
     rows = [verdict("A4", f"{style} captions: raw CLIPMem on S_C, {many} minus {few}",
                     f"{fig[style][0]} → {fig[style][1]}", _paired(table[table["style"] == style], "clipmem_raw", many, few),
-                    -1, unit="raw CLIPMem") for style in ("template", "generated")]
+                    -1, unit="raw CLIPMem", delta=_delta(fig[style][:2], table[table["style"] == style], "clipmem_raw", few))
+            for style in ("template", "generated")]
     for setting, col in ((few, 0), (many, 1)):
         part = table[table.setting == setting]
         rows += [observation("A4", f"{setting}: raw CLIPMem on S_C, generated minus template (≈)",

@@ -308,7 +308,7 @@ def settings_comparison(table: pd.DataFrame, columns: dict[str, str], *, label: 
     return axes
 
 
-VERDICT_COLOURS = {"holds": "#1b9e77", "fails": "#d95f02", "inconclusive": "#7f7f7f"}
+VERDICT_COLOURS = {"holds": "#1b9e77", "fails": "#d95f02", "too small": "#7570b3", "inconclusive": "#7f7f7f"}
 
 
 @timed("plotting")

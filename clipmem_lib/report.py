@@ -1,8 +1,9 @@
 """Paper-vs-this-run tables: every notebook ends with one, and the summary page gathers them all.
 
 A row holds the paper's figure (clipmem_lib/paper.yaml), this run's effect with its 95% interval over
-paired training seeds, and the verdict (:mod:`clipmem_lib.claims`): holds, fails, inconclusive, or n/a
-for rows that report numbers without testing them.  Tables are saved as CSV beside the executed
+paired training seeds, the row's smallest effect of interest δ beside the interval's half-width, and
+the verdict (:mod:`clipmem_lib.claims`): holds, fails, too small, inconclusive, or n/a for rows that
+report numbers without testing them.  Tables are saved as CSV beside the executed
 notebooks so the closing "Reproduction summary" can collect them.
 """
 from __future__ import annotations
@@ -13,21 +14,22 @@ import pathlib
 import numpy as np
 import pandas as pd
 
-from .claims import Verdict, paper
+from .claims import TESTED, Verdict, paper
 from .store import output_path
 
 __all__ = ["COLUMNS", "verdict_rows", "signature", "value_row", "claims_table", "save_claims", "load_claims", "counts",
            "claim_status", "show"]
 
-COLUMNS = ["section", "claim", "what", "paper", "this run", "verdict", "effect", "low", "high", "n_seeds", "unit",
-           "reason"]
-TESTED = ("holds", "fails", "inconclusive")
+COLUMNS = ["section", "claim", "what", "paper", "this run", "verdict", "delta", "half_width", "effect", "low", "high",
+           "n_seeds", "unit", "reason"]
+NUMERIC = ("delta", "half_width", "effect", "low", "high", "n_seeds")
+FALSE_HOLD_RATE = 0.025  # a 95% two-sided interval lies wholly right of zero by chance once in 40 null rows
 
 
 def verdict_rows(section: str, verdicts: list[Verdict]) -> list[dict]:
     """Table rows of :class:`~clipmem_lib.claims.Verdict` s: effect ± interval over seeds and the verdict."""
     return [{"section": section, "claim": v.claim, "what": v.what, "paper": v.paper, "this run": v.measured(),
-             "verdict": v.verdict, "effect": v.effect, "low": v.low, "high": v.high, "n_seeds": v.n_seeds,
+             "verdict": v.verdict, "delta": v.delta, "half_width": v.half_width, "effect": v.effect, "low": v.low, "high": v.high, "n_seeds": v.n_seeds,
              "unit": v.unit, "reason": v.reason} for v in verdicts]
 
 
@@ -65,15 +67,17 @@ def load_claims(results_dir: str | os.PathLike) -> pd.DataFrame:
     if not files:
         return claims_table([])
     rows = pd.concat([pd.read_csv(f, keep_default_na=False, dtype=str) for f in files], ignore_index=True)
-    for col in ("effect", "low", "high", "n_seeds"):
-        rows[col] = pd.to_numeric(rows[col], errors="coerce")
+    for col in NUMERIC:
+        rows[col] = pd.to_numeric(rows[col], errors="coerce") if col in rows else np.nan
     return rows
 
 
 def counts(rows: pd.DataFrame) -> dict[str, int]:
-    """How many rows were tested, and how many of them hold, fail or are inconclusive."""
+    """How many rows were tested, how many of them hold, fail, are too small or inconclusive, and
+    ``chance_holds``: how many "holds" chance alone would give if no effect were real (rounded up)."""
     tested = rows[rows.verdict.isin(TESTED)]
-    return {"tested": len(tested), **{v: int((tested.verdict == v).sum()) for v in TESTED}}
+    return {"tested": len(tested), **{v.replace(" ", "_"): int((tested.verdict == v).sum()) for v in TESTED},
+            "chance_holds": int(np.ceil(FALSE_HOLD_RATE * len(tested)))}
 
 
 def claim_status(rows: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +90,7 @@ def claim_status(rows: pd.DataFrame) -> pd.DataFrame:
             return "not measured in this book yet", ""
         v = set(part.verdict)
         word = ("holds" if v == {"holds"} else "fails" if v == {"fails"} else "holds in part" if "holds" in v
-                else "inconclusive")
+                else "too small" if v == {"too small"} else "inconclusive")
         return word, f"{len(part)} rows, {int(part.n_seeds.min())} seeds or more"
 
     stated = {**paper("claims"), **paper("appendix_claims")}
@@ -97,6 +101,9 @@ def claim_status(rows: pd.DataFrame) -> pd.DataFrame:
 
 def show(table: pd.DataFrame):
     """A paper-vs-this-run table for display: every cell in full (pandas would cut long text), no index,
-    without the numeric columns kept for the summary's forest plot."""
+    δ and the half-width beside the verdict, without the numeric columns kept for the summary's forest plot."""
     shown = table.drop(columns=[c for c in ("effect", "low", "high", "n_seeds", "unit", "reason") if c in table])
-    return shown.style.hide(axis="index").format(escape="html")  # "S_I < 0" must stay text
+    shown = shown.rename(columns={"delta": "δ", "half_width": "half-width"})
+    num = lambda x: "—" if not isinstance(x, (int, float)) or not np.isfinite(x) else f"{x:.3g}"  # noqa: E731
+    return shown.style.hide(axis="index").format(escape="html").format(num, subset=[c for c in ("δ", "half-width")
+                                                                                       if c in shown])

@@ -70,7 +70,9 @@ def test_table5_compares_the_larger_model_to_the_smaller_per_seed():
     mem, lp, r1 = claims.table5(t, "small", "large")
     assert mem.claim == "A1" and mem.verdict == "holds" and mem.effect == pytest.approx(0.05)
     assert lp.verdict == "fails" and lp.effect == pytest.approx(-0.1)  # smaller probe, same every seed
-    assert r1.verdict == "inconclusive"
+    # R@1: 0, +0.01, -0.01 gives [-0.025, +0.025], wholly below Table 5's 63.11% -> 67.04% in log-odds at 0.2
+    assert r1.delta == pytest.approx(claims.smallest_effect(63.11, 67.04, 0.2, True)) and r1.high < r1.delta
+    assert r1.verdict == "too small"
 
 
 def _scores(seed, s_c_clean, mis_extra, n=20):

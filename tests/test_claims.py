@@ -39,6 +39,56 @@ def test_the_direction_flips_the_sign_and_is_checked():
         claims.verdict("6", "x", "", [1.0, 2.0], direction=2)
 
 
+# ---------------------------------------------- δ, the smallest effect of interest: four-way verdicts
+
+def test_an_interval_wholly_below_delta_is_too_small():
+    v = claims.verdict("6", "noise raises R@1", "", [0.001, -0.002, 0.0005], delta=0.02)  # half-width ≈ 0.004
+    assert v.verdict == "too small" and "δ = 0.02" in v.reason and v.delta == 0.02
+    assert v.half_width == pytest.approx((v.high - v.low) / 2) and v.half_width < 0.02
+    assert claims.verdict("6", "x", "", [0.001, -0.002, 0.0005]).verdict == "inconclusive"  # no δ: two-way
+
+
+def test_a_wide_interval_that_reaches_delta_stays_inconclusive():
+    v = claims.verdict("6", "x", "", [0.05, -0.04, 0.01], delta=0.02)
+    assert v.verdict == "inconclusive" and "reaches δ = 0.02" in v.reason
+
+
+def test_a_holding_row_below_delta_says_so_and_fails_beat_too_small():
+    v = claims.verdict("5", "x", "", [0.010, 0.011, 0.012], delta=0.05)
+    assert v.verdict == "holds" and "below δ" in v.reason
+    assert claims.verdict("5", "x", "", [0.10, 0.11, 0.12], delta=0.05).reason == ""  # reaches δ: plain holds
+    assert claims.verdict("5", "x", "", [-0.010, -0.011, -0.012], delta=0.05).verdict == "fails"
+    assert claims.verdict("5", "x", "", [0.01], delta=0.05).verdict == "inconclusive"  # one seed: still no verdict
+
+
+def test_delta_rule_known_answers():
+    # relative rule: Table 1's CLIPMem 0.438 -> 0.423 is -3.42%; at this run's baseline 0.2 that is 0.00685
+    assert claims.smallest_effect(0.438, 0.423, 0.2, False) == pytest.approx(0.015 / 0.438 * 0.2)
+    # log-odds rule: 63.11% -> 64.88% is +0.0777 in log-odds; the same odds ratio at 0.15 and at 0.90
+    lo = math.log(0.6488 / 0.3512) - math.log(0.6311 / 0.3689)
+    for base in (0.15, 0.90):
+        moved = 1 / (1 + math.exp(-(math.log(base / (1 - base)) + lo)))
+        assert claims.smallest_effect(63.11, 64.88, base, True) == pytest.approx(moved - base)
+    assert claims.smallest_effect(63.11, 64.88, 0.15, True) == pytest.approx(0.0099, abs=2e-4)  # not the 0.004 of a relative rule
+    assert claims.smallest_effect(64.88, 63.11, 0.5, True) > 0  # a drop gives the same size: direction is the row's
+    assert math.isnan(claims.smallest_effect(63.11, 64.88, 1.0, True))
+
+
+def test_claim_rows_carry_the_delta_of_the_paper_numbers():
+    t1 = claims.paper("table1")
+    rows = []
+    for seed in range(3):
+        for setting, lp, r1, mem in (("1 captions", 0.80, 0.10, 0.30), ("5 captions", 0.81, 0.12, 0.25)):
+            rows.append(dict(seed=seed, setting=setting, lp_acc=lp + 0.001 * seed, r_at_1=r1, clipmem_raw=mem))
+    mem, lp, r1 = claims.claim5_captions(pd.DataFrame(rows), "1 captions", "5 captions")
+    a, b = t1["1 image, 1 caption"], t1["1 image, 5 captions"]
+    assert mem.delta == pytest.approx(claims.smallest_effect(a[0], b[0], 0.30, False))
+    assert lp.delta == pytest.approx(claims.smallest_effect(a[1], b[1], 0.801, True))
+    assert r1.delta == pytest.approx(claims.smallest_effect(a[1], b[1], 0.10, True))
+    other = claims.claim5_captions(pd.DataFrame(rows).replace("5 captions", "2 captions"), "1 captions", "2 captions")
+    assert all(math.isnan(v.delta) for v in other)  # Fig. 5a gives no numbers for 1 -> 2 captions
+
+
 def test_missing_seeds_are_dropped_not_counted():
     assert claims.paired_interval([0.1, np.nan, 0.2])[3] == 2
 

@@ -43,7 +43,8 @@ def test_all_notebooks_run_at_the_smoke_profile_and_the_book_builds_strictly(smo
     assert tables == [s for s in stems if s != "99_summary"]
     rows = report.load_claims(out / "results")
     assert {"paper", "this run", "verdict", "effect", "low", "high", "n_seeds"} <= set(rows.columns)
-    assert set(rows.verdict) <= {"holds", "fails", "inconclusive", "n/a"}
+    assert set(rows.verdict) <= {"holds", "fails", "too small", "inconclusive", "n/a"}
+    assert {"delta", "half_width"} <= set(rows.columns) and rows.delta.notna().any()
     assert set(rows.n_seeds.dropna()) == {1, 2} and set(rows[rows.verdict != "n/a"].claim) >= set("12345678")
     summary = nbformat.read(out / "99_summary.ipynb", as_version=4)
     assert summary.metadata.papermill.parameters["results_dir"] == str(out / "results")

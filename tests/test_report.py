@@ -23,7 +23,22 @@ def test_summary_per_claim_and_counts():
     v = [claims.verdict("5", "a", "", [0.1, 0.12, 0.11]), claims.verdict("5", "b", "", [0.1, -0.2, 0.05]),
          claims.verdict("6", "c", "", [-0.1, -0.12, -0.11]), claims.observation("1", "d", "", [0.0, 0.01])]
     rows = report.claims_table(report.verdict_rows("x", v))
-    assert report.counts(rows) == {"tested": 3, "holds": 1, "fails": 1, "inconclusive": 1}
+    assert report.counts(rows) == {"tested": 3, "holds": 1, "fails": 1, "too_small": 0, "inconclusive": 1,
+                                   "chance_holds": 1}  # ceil(0.025 * 3)
     status = report.claim_status(rows).set_index("#")["this run"]
     assert status["5"] == "holds in part" and status["6"] == "fails"
     assert status["1"] == "not measured in this book yet"  # an observation is not a test
+
+
+def test_delta_and_half_width_travel_to_the_csv_and_the_display(tmp_path):
+    small = claims.verdict("6", "noise, R@1", "", [0.001, -0.002, 0.0], delta=0.02)
+    none = claims.verdict("7", "removal", "", [0.1, 0.12, 0.11])
+    report.save_claims(report.claims_table(report.verdict_rows("x", [small, none])), "06_x", tmp_path)
+    back = report.load_claims(tmp_path)
+    assert back.delta.iloc[0] == pytest.approx(0.02) and back.half_width.iloc[0] == pytest.approx(small.half_width)
+    assert back.delta.isna().iloc[1] and back.verdict.tolist() == ["too small", "holds"]
+    html = report.show(back).to_html()
+    assert "δ" in html and "half-width" in html and "0.02" in html and "—" in html
+    rows = report.claims_table(report.verdict_rows("x", [small] * 3))
+    assert report.counts(rows)["too_small"] == 3
+    assert report.claim_status(rows).set_index("#")["this run"]["6"] == "too small"
