@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from .data import PairData
 from .datasets import load_dataset
+from .measure import utility
 from .runtime import Context
+from .scenes import SceneConfig, make_probe_set, make_scenes
 from .splits import Splits, make_splits
 from .store import RunStore, output_path
 from .train import TrainConfig
 
-__all__ = ["Setup", "setup"]
+__all__ = ["Setup", "setup", "Instruments", "instruments", "HELDOUT_SEED", "PROBE_SEED"]
+
+PROBE_SEED, HELDOUT_SEED = 10_000, 20_000  # built-in probe and held-out scenes: seeds no chapter trains on
 
 
 @dataclasses.dataclass
@@ -40,6 +46,51 @@ class Setup:
         return (f"{len(self.data)} pairs ({self.data.name}); |S_S|={len(s.shared)}, |S_C|=|S_I|={len(s.candidates)}, "
                 f"|S_E|={len(s.external)}; {self.train.epochs} epochs, {len(self.seeds)} training seed"
                 f"{'s' if len(self.seeds) > 1 else ''} per setting, device {self.ctx.device}")
+
+
+@dataclasses.dataclass
+class Instruments:
+    """Sec. 4.4–4.6's utility instruments, on data no model of the chapter trained on: a linear probe on
+    ``probe`` over ``probe_seeds`` fit/test splits, and image→text retrieval on ``heldout`` =
+    (data, indices) in galleries of ``gallery`` pairs.  ``kw`` passes all of them to
+    :func:`~clipmem_lib.sweeps.compare_settings` and :func:`~clipmem_lib.sweeps.removal_curve`."""
+
+    probe: PairData
+    heldout: tuple[PairData, np.ndarray]
+    gallery: int
+    probe_seeds: tuple[int, ...]
+
+    @property
+    def kw(self) -> dict:
+        return dict(probe_seeds=self.probe_seeds, heldout=self.heldout, gallery=self.gallery)
+
+    def utility(self, trained, ctx: Context | None = None) -> dict:
+        """:func:`~clipmem_lib.measure.utility` of one model with these instruments."""
+        return utility(trained, self.probe, *self.heldout, seeds=self.probe_seeds, gallery=self.gallery, ctx=ctx)
+
+    def describe(self) -> str:
+        n = len(self.heldout[1])
+        return (f"probe: {len(self.probe)} images ({self.probe.name}), {len(self.probe_seeds)} fit/test splits; "
+                f"retrieval: {n // self.gallery} galleries of {self.gallery} held-out pairs ({self.heldout[0].name})")
+
+
+def instruments(P, S: Setup, builtin: bool | None = None) -> Instruments:
+    """The utility instruments of a chapter's parameters: on built-in data a probe of ``P.probe_size``
+    scenes and ``P.heldout_pairs`` held-out scenes, both from seeds no chapter trains on; on real data
+    (no labels to probe but the built-in scenes') retrieval on S_E and every pair the splits leave unused.
+    ``builtin=True`` gives the built-in ones whatever the data (for models trained on built-in stand-ins)."""
+    probe = make_probe_set(P.probe_size, seed=PROBE_SEED, image_size=P.image_size)
+    if builtin or (builtin is None and P.data_source == "builtin"):
+        held = make_scenes(SceneConfig(n=P.heldout_pairs, seed=HELDOUT_SEED + P.seed, image_size=P.image_size))
+        heldout = (held, np.arange(len(held)))
+    else:
+        used = np.concatenate([S.splits.f_indices, S.splits.g_indices, S.splits.external])
+        heldout = (S.data, np.concatenate([S.splits.external, np.setdiff1d(np.arange(len(S.data)), used)]))
+    gallery = min(P.gallery_size, len(heldout[1]))
+    if gallery < 2:
+        raise ValueError(f"gallery_size must be at least 2 held-out pairs, got {P.gallery_size} "
+                         f"({len(heldout[1])} held out)")
+    return Instruments(probe, heldout, gallery, tuple(range(P.probe_seeds)))
 
 
 def setup(P) -> Setup:

@@ -13,7 +13,7 @@ from .clipmem import alignment_scores, clipmem_frame, sample_test_pairs, positio
 from .data import PairData
 from .embed import caption_similarity as _caption_similarity, embed_images, embed_texts
 from .fitting import TrainedModel
-from .probes import probe_accuracy, retrieval_at_1
+from .probes import gallery_retrieval, probe_accuracy
 from .runtime import Context
 from .splits import Splits
 from .sslmem import image_alignment_loss, sslmem, text_alignment_loss
@@ -126,9 +126,11 @@ def score_sslmem(f: TrainedModel, g: TrainedModel, data: PairData, splits: Split
 
 
 def utility(trained: TrainedModel, probe: PairData, heldout: PairData | None = None,
-            heldout_indices: Sequence[int] | None = None, *, seeds=(0, 1, 2), ctx: Context | None = None) -> dict:
-    """Linear-probe accuracy (mean ± std over ``seeds``) on ``probe``'s labels, and, if given,
-    image→text R@1 on held-out pairs (first caption)."""
+            heldout_indices: Sequence[int] | None = None, *, seeds=(0, 1, 2), gallery: int | None = None,
+            ctx: Context | None = None) -> dict:
+    """Linear-probe accuracy (mean ± std over ``seeds``) on ``probe``'s labels, and, if given, image→text
+    retrieval on held-out pairs (first caption) in galleries of ``gallery`` pairs (None: one gallery of
+    all): ``r_at_1`` and ``mean_rank`` (:func:`~clipmem_lib.probes.gallery_retrieval`)."""
     if probe.labels is None:
         raise ValueError(f"{probe.name} has no labels to probe")
     feats, _ = model_embeddings(trained, probe, np.arange(len(probe)), n_crops=0, caption_ids=(0,), ctx=ctx)
@@ -136,7 +138,7 @@ def utility(trained: TrainedModel, probe: PairData, heldout: PairData | None = N
     out = dict(lp_acc=mean, lp_std=std)
     if heldout is not None:
         img, txt = model_embeddings(trained, heldout, heldout_indices, n_crops=0, caption_ids=(0,), ctx=ctx)
-        out["r_at_1"] = retrieval_at_1(img[:, 0], txt[:, 0])
+        out["r_at_1"], out["mean_rank"] = gallery_retrieval(img[:, 0], txt[:, 0], gallery or len(img))
     return out
 
 

@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .runtime import timed
 
-__all__ = ["linear_probe", "probe_accuracy", "retrieval_at_1"]
+__all__ = ["linear_probe", "probe_accuracy", "retrieval_at_1", "gallery_retrieval"]
 
 
 def linear_probe(train_x, train_y, test_x, test_y, *, C: float = 1.0, max_iter: int = 2000) -> float:
@@ -41,3 +41,18 @@ def retrieval_at_1(image_emb: torch.Tensor, text_emb: torch.Tensor) -> float:
     """Image→text R@1: fraction of images whose own caption is the most similar text (chance 1/P)."""
     sims = torch.as_tensor(image_emb) @ torch.as_tensor(text_emb).T
     return float((sims.argmax(1) == torch.arange(len(sims))).float().mean())
+
+
+@timed("probing")
+def gallery_retrieval(image_emb: torch.Tensor, text_emb: torch.Tensor, gallery: int) -> tuple[float, float]:
+    """Image→text retrieval in consecutive galleries of ``gallery`` pairs (a last, smaller one is left
+    out), so R@1 keeps one scale (chance 1/gallery) however many held-out pairs measure it: (mean R@1,
+    mean rank of each image's own caption among its gallery's, 1 = first, chance (gallery + 1) / 2)."""
+    img, txt = torch.as_tensor(image_emb).float(), torch.as_tensor(text_emb).float()
+    n = len(img) // gallery * gallery
+    if gallery < 2 or n == 0:
+        raise ValueError(f"a gallery needs 2 to {len(img)} held-out pairs, got gallery={gallery}")
+    sims = torch.einsum("gid,gjd->gij", img[:n].view(-1, gallery, img.shape[1]), txt[:n].view(-1, gallery, txt.shape[1]))
+    own = sims.diagonal(dim1=1, dim2=2).unsqueeze(-1)
+    rank = 1 + (sims > own).sum(-1)  # captions scored strictly above the image's own
+    return float((rank == 1).float().mean()), float(rank.float().mean())

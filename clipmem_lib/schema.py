@@ -41,6 +41,9 @@ gallery_k: int = 5  # pairs per row in the gallery (Fig. 1)
 ssl_crops: int = 5  # augmented views per image for image SSLMem (reference code: 5)
 ssl_crop_scale: list = [0.5, 1.0]  # area range of the SSLMem crops
 probe_seeds: int = 5  # fit/test splits of the linear probe, for its mean and std (the paper's ± columns)
+probe_size: int = 15000  # images of the built-in probe set, from a seed no model trains on (was 1,500)
+heldout_pairs: int = 2000  # built-in held-out scenes for R@1 and mean rank, from a seed no model trains on
+gallery_size: int = 200  # pairs per retrieval gallery: R@1 is the mean over galleries of this size (chance 1/200)
 dino_local_crops: int = 2  # DINO local crops besides the 2 global ones (DINO: 8; 2 keeps the CPU cost down)
 unitmem_augs: int = 10  # training augmentations averaged per point in UnitMem (paper: 10)
 unitmem_reduce: str = "median"  # mu_-max over the other points: "median" (reference code) or "mean" (paper text)
@@ -65,20 +68,23 @@ RUN = ["data_source", "data_path", "n_pairs", "image_size", "n_variants", "gener
        "n_external", "n_shared", "model", "epochs", "batch_size", "lr", "warmup", "n_crops", "n_test", "seed", "seeds",
        "device", "num_workers", "n_jobs", "runs_dir", "results_dir", "progress"]
 
+# The utility instruments (chapter.instruments) of the chapters that measure utility.
+UTILITY = {"probe_size": None, "heldout_pairs": None, "gallery_size": None}
+
 # Each chapter's own parameters after RUN, with any default of its own (None: the schema's).
 CHAPTERS: dict[str, dict[str, object] | None] = {
     "01_metric": {},
     "02_memorisation": {"poison_fraction": None, "gallery_k": None},
     "03_modalities": {"ssl_crops": None, "ssl_crop_scale": None},
-    "04_modality": {"n_variants": 6, "n_jobs": 2, "probe_seeds": None},
+    "04_modality": {"n_variants": 6, "n_jobs": 2, "probe_seeds": None, **UTILITY},
     "05_between": {"ssl_crops": None, "ssl_crop_scale": None, "dino_local_crops": None, "unitmem_augs": None,
                    "unitmem_reduce": None, "track_every": None, "unitmem_model": None},
-    "06_mitigation": {"n_jobs": 2, "probe_seeds": None, "caption_counts": None, "noise_stds": None, "noise_at": None},
-    "07_removal": {"n_candidates": 600, "n_jobs": 2, "probe_seeds": None, "poison_fraction": 0.4,
+    "06_mitigation": {"n_jobs": 2, "probe_seeds": None, **UTILITY, "caption_counts": None, "noise_stds": None, "noise_at": None},
+    "07_removal": {"n_candidates": 600, "n_jobs": 2, "probe_seeds": None, **UTILITY, "poison_fraction": 0.4,
                    "removal_fractions": [0.2, 0.4, 0.8], "removal_captions": None},  # planting sized by its utility gap
     "08_appendix": {"n_pairs": 1000, "n_candidates": 100, "n_external": 100, "n_test": 99, "epochs": 30,
                     "batch_size": 64, "n_jobs": 2,
-                    "probe_seeds": None, "poison_fraction": None, "gallery_k": None, "size_models": None, "data_multiple": None,
+                    "probe_seeds": None, **UTILITY, "poison_fraction": None, "gallery_k": None, "size_models": None, "data_multiple": None,
                     "flip_fraction": None, "second_model": None},  # five experiments sized for about 10 minutes
     "09_audit": {"n_jobs": 2, "audit_pairs": None, "audit_folds": None, "audit_rates": None},
     "99_summary": None,  # reads only the chapters' tables

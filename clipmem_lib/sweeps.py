@@ -82,10 +82,12 @@ def _settings_jobs(data, splits, configs, seeds, repeat, model_name):
 def compare_settings(data: PairData, splits: Splits, configs: dict[str, TrainConfig], probe: PairData, *,
                      seeds: Sequence[int] = (), repeat: Sequence[str] | None = None,
                      model_name: str = "clipmem-tiny", n_crops: int = 8, n_test: int | None = 127,
-                     probe_seeds=(0, 1, 2), seed: int = 0, ctx: Context | None = None) -> pd.DataFrame:
+                     probe_seeds=(0, 1, 2), heldout: tuple[PairData, np.ndarray] | None = None,
+                     gallery: int | None = None, seed: int = 0, ctx: Context | None = None) -> pd.DataFrame:
     """One row per training setting and training seed (Table 1, Fig. 5a, Table 3, Table 8): an f/g pair
     trained with it, its memorisation of S_C (:func:`~clipmem_lib.clipmem.candidate_summary`), f's utility
-    (linear probe on ``probe``, R@1 on S_E) and, with text noise, f's final noise-to-signal ratio.
+    (linear probe on ``probe``; retrieval on ``heldout`` = (data, indices), default S_E, in galleries of
+    ``gallery``: :func:`~clipmem_lib.measure.utility`) and, with text noise, f's final noise-to-signal ratio.
 
     ``seeds``: the training seeds (paired: the same seed gives every setting the same initialisation and
     batch order); empty means each config's own.  Settings named in ``repeat`` (default: all) run at every
@@ -95,7 +97,7 @@ def compare_settings(data: PairData, splits: Splits, configs: dict[str, TrainCon
     rows = []
     for (label, s), f, g in zip(plan, models[::2], models[1::2]):
         scores = score_clipmem(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, ctx=ctx)
-        use = utility(f, probe, data, splits.external, seeds=probe_seeds, ctx=ctx)
+        use = utility(f, probe, *(heldout or (data, splits.external)), seeds=probe_seeds, gallery=gallery, ctx=ctx)
         rows.append(dict(setting=label, seed=s, **candidate_summary(scores), **use,
                          noise_to_signal=f.history[-1].get("noise_to_signal", 0.0), f=f.key, g=g.key))
     return pd.DataFrame(rows)
@@ -140,14 +142,15 @@ def removal_pool(f: TrainedModel, g: TrainedModel, data: PairData, splits: Split
 
 def removal_curve(f: TrainedModel, g: TrainedModel, data: PairData, splits: Splits, probe: PairData,
                   fractions=(0.05, 0.1, 0.2, 0.4), *, strategies=STRATEGIES, n_crops: int = 8,
-                  n_test: int | None = 127, probe_seeds=(0, 1, 2), seed: int = 0,
-                  ctx: Context | None = None) -> pd.DataFrame:
+                  n_test: int | None = 127, probe_seeds=(0, 1, 2), heldout: tuple[PairData, np.ndarray] | None = None,
+                  gallery: int | None = None, seed: int = 0, ctx: Context | None = None) -> pd.DataFrame:
     """Fig. 6 / 7: remove the first k pairs of S_C by each strategy (highest CLIPMem, random, lowest
     image–caption similarity under g; see :func:`~clipmem_lib.removal.removal_order`) from f's training
     set, retrain f with its own architecture and config, and measure utility.
 
     k runs over ``fractions`` of |S_C|; k = 0 is f itself.  Returns one row per (strategy, k) with
-    ``lp_acc``, ``lp_std``, ``r_at_1`` and ``planted_removed`` (pairs with ``is_miscaptioned``).
+    ``lp_acc``, ``lp_std``, ``r_at_1``, ``mean_rank`` (utility as in :func:`compare_settings`) and
+    ``planted_removed`` (pairs with ``is_miscaptioned``).
     """
     pool = removal_pool(f, g, data, splits, n_crops=n_crops, n_test=n_test, seed=seed, ctx=ctx)
     ks = doubling_grid(len(pool), fractions)
@@ -160,7 +163,8 @@ def removal_curve(f: TrainedModel, g: TrainedModel, data: PairData, splits: Spli
     rows = [dict(strategy=s, k=0, planted_removed=0, model=f.key) for s in strategies]
     rows += [dict(strategy=s, k=k, planted_removed=int(planted[gone].sum()), model=m.key)
              for (s, k, gone), m in zip(plan, retrained)]
-    use = {m.key: utility(m, probe, data, splits.external, seeds=probe_seeds, ctx=ctx) for m in [f, *retrained]}
+    use = {m.key: utility(m, probe, *(heldout or (data, splits.external)), seeds=probe_seeds, gallery=gallery, ctx=ctx)
+           for m in [f, *retrained]}
     return pd.DataFrame([{**r, **use[r["model"]]} for r in rows])
 
 
