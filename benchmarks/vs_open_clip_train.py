@@ -8,6 +8,7 @@ uses its defaults, so also its trimmed vocabulary and context (``tokenizer_for``
 gives it open_clip's full one, as ``open_clip_train`` has.  Nothing is downloaded.
 
 Usage: python benchmarks/vs_open_clip_train.py [--pairs 1600] [--epochs 6] [--workers 0]
+       python benchmarks/vs_open_clip_train.py --model ViT-B-32 --device cuda --image-size 224   # a GPU: bf16 for both
 """
 import argparse
 import contextlib
@@ -28,9 +29,6 @@ from clipmem_lib.loaders import load_csv
 from clipmem_lib.models import model_for, tokenizer_for  # registers clipmem-tiny with open_clip
 from clipmem_lib.scenes import SceneConfig, make_scenes
 from clipmem_lib.train import TrainConfig, train_clip
-
-MODEL = "clipmem-tiny"
-
 
 def write_csv(folder, n, size=32):
     """``n`` scenes as PNG files plus a tab-separated OpenCLIP CSV (filepath, title)."""
@@ -78,9 +76,9 @@ def run_open_clip_train(csv_path, logs, a, warmup_steps):
         epochs.append((time.perf_counter() - t0, data["train"].dataloader.num_batches * a.batch))
 
     argv = ["--train-data", csv_path, "--dataset-type", "csv", "--csv-img-key", "filepath",
-            "--csv-caption-key", "title", "--csv-separator", "\t", "--model", MODEL, "--batch-size", str(a.batch),
+            "--csv-caption-key", "title", "--csv-separator", "\t", "--model", a.model, "--batch-size", str(a.batch),
             "--epochs", str(a.epochs), "--lr", "1.2e-3", "--wd", "0.1", "--warmup", str(warmup_steps),
-            "--workers", str(a.workers), "--device", "cpu", "--precision", "fp32", "--logs", logs,
+            "--workers", str(a.workers), "--device", a.device, "--precision", precision(a), "--logs", logs,
             "--name", "bench", "--save-frequency", "0", "--report-to", "", "--seed", "0", "--log-every-n-steps", "100"]
     handlers, log = list(logging.root.handlers), io.StringIO()
     levels = {n: lg.level for n, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
@@ -110,11 +108,11 @@ def run_trainer(csv_path, a):
     data = load_csv(csv_path)
     if a.cache_bytes is not None:
         data.images.cache_bytes = a.cache_bytes
-    tok = tokenizer_for(MODEL, data, trim=False if a.full_vocab else None)
+    tok = tokenizer_for(a.model, data, trim=False if a.full_vocab else None)
     tokens = tok.tokenize_pairs(data)
-    model = model_for(MODEL, tok)
+    model = model_for(a.model, tok)
     hist = train_clip(model, data.images, tokens, np.arange(len(data)), TrainConfig(epochs=a.epochs, batch_size=a.batch),
-                      device="cpu", progress=False, num_workers=a.workers)
+                      device=a.device, progress=False, num_workers=a.workers)
     return [(h["seconds"], h["samples_per_s"] * h["seconds"]) for h in hist], tok
 
 
@@ -122,6 +120,11 @@ def data_cache(a):
     from clipmem_lib.data import DEFAULT_CACHE_BYTES
     b = DEFAULT_CACHE_BYTES if a.cache_bytes is None else a.cache_bytes
     return f"{b / 2**20:g} MiB" if b else "off"
+
+
+def precision(a) -> str:
+    """What both train in: the trainer's bf16 autocast on CUDA, fp32 on the CPU."""
+    return "amp_bf16" if a.device.startswith("cuda") else "fp32"
 
 
 def rate(epochs):
@@ -140,19 +143,22 @@ def main():
     ap.add_argument("--cache-bytes", type=int, default=None, help="the trainer's decoded-pixel cache (default: "
                     "the library's, 1 GiB; 0 disables)")
     ap.add_argument("--verbose", action="store_true", help="show open_clip_train's log")
+    ap.add_argument("--model", default="clipmem-tiny", help="open_clip config for both (default: clipmem-tiny)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (then bf16 autocast for both)")
+    ap.add_argument("--image-size", type=int, default=32, help="side of the scenes written to the CSV")
     a = ap.parse_args()
     if a.epochs < 2 or a.pairs < a.batch:
         ap.error("need --epochs ≥ 2 and --pairs ≥ --batch")
     torch.set_num_threads(a.threads)
     steps = a.pairs // a.batch * a.epochs
     with tempfile.TemporaryDirectory() as tmp:
-        csv_path = write_csv(tmp, a.pairs)
+        csv_path = write_csv(tmp, a.pairs, a.image_size)
         oct_epochs = run_open_clip_train(csv_path, os.path.join(tmp, "logs"), a, round(0.05 * steps))
         ours_epochs, tok = run_trainer(csv_path, a)
     theirs, ours = rate(oct_epochs), rate(ours_epochs)
     vocab = "full vocab" if tok.table is None else f"trimmed vocab {tok.vocab_size}, context {tok.context_length}"
     print(f"{a.pairs} pairs, {a.epochs} epochs (epoch 0 = warm-up; median of epochs 1..), batch {a.batch}, workers {a.workers}, "
-          f"{torch.get_num_threads()} threads, model {MODEL}, cpu fp32")
+          f"{torch.get_num_threads()} threads, model {a.model}, {a.device} {precision(a)}")
     print(f"open_clip_train      {theirs:8.0f} samples/s  (epoch seconds {', '.join(f'{t:.2f}' for t, _ in oct_epochs)})")
     print(f"clipmem_lib trainer  {ours:8.0f} samples/s  (epoch seconds {', '.join(f'{t:.2f}' for t, _ in ours_epochs)}; "
           f"{vocab}, pixel cache {data_cache(a)})")

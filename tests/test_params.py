@@ -65,7 +65,7 @@ def test_sources_are_committed_stripped():
 
 
 def test_profiles_validate_and_paper_requires_the_data_path(capsys):
-    for name in ("cpu", "smoke"):
+    for name in ("cpu", "smoke", "gpu-check"):
         planned = book.plan(NOTEBOOKS, book.load_profile(name))
         assert set(planned) == set(NOTEBOOKS) and planned[NOTEBOOKS[-1]] == {}  # the summary takes none
     with pytest.raises(ParameterError, match="data_path must be given"):
@@ -78,7 +78,7 @@ def test_profiles_validate_and_paper_requires_the_data_path(capsys):
     assert "data_path must be given" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["cpu", "smoke", "paper", "audit-full"])
+@pytest.mark.parametrize("name", ["cpu", "smoke", "paper", "audit-full", "gpu-check"])
 def test_profiles_work_with_plain_papermill_f_for_every_chapter(name):
     """`papermill -f profiles/<name>.yaml` injects every key: each must be declared by some chapter (the
     guard ignores other chapters' keys), and the ones a chapter declares must have its types."""
