@@ -133,13 +133,24 @@ def utility(trained: TrainedModel, probe: PairData, heldout: PairData | None = N
     all): ``r_at_1`` and ``mean_rank`` (:func:`~clipmem_lib.probes.gallery_retrieval`)."""
     if probe.labels is None:
         raise ValueError(f"{probe.name} has no labels to probe")
-    feats, _ = model_embeddings(trained, probe, np.arange(len(probe)), n_crops=0, caption_ids=(0,), ctx=ctx)
-    mean, std = probe_accuracy(feats[:, 0].numpy(), probe.labels, seeds=seeds)
-    out = dict(lp_acc=mean, lp_std=std)
+    ctx = ctx or Context()
+    seeds = tuple(int(s) for s in seeds)
+    cfg = dict(model=trained.key, probe=probe.images.fingerprint(), labels=np.asarray(probe.labels), seeds=seeds)
     if heldout is not None:
-        img, txt = model_embeddings(trained, heldout, heldout_indices, n_crops=0, caption_ids=(0,), ctx=ctx)
-        out["r_at_1"], out["mean_rank"] = gallery_retrieval(img[:, 0], txt[:, 0], gallery or len(img))
-    return out
+        heldout_indices = np.asarray(heldout_indices, dtype=np.int64)
+        cfg.update(heldout=heldout.images.fingerprint(), heldout_indices=heldout_indices,
+                   captions=heldout.caption_digest(heldout_indices), gallery=gallery)
+
+    def compute():
+        feats, _ = model_embeddings(trained, probe, np.arange(len(probe)), n_crops=0, caption_ids=(0,), ctx=ctx)
+        mean, std = probe_accuracy(feats[:, 0].numpy(), probe.labels, seeds=seeds)
+        out = dict(lp_acc=mean, lp_std=std)
+        if heldout is not None:
+            img, txt = model_embeddings(trained, heldout, heldout_indices, n_crops=0, caption_ids=(0,), ctx=ctx)
+            out["r_at_1"], out["mean_rank"] = gallery_retrieval(img[:, 0], txt[:, 0], gallery or len(img))
+        return pd.DataFrame([out])
+
+    return {k: float(v) for k, v in ctx.store.frame("utility", cfg, compute).iloc[0].items()}
 
 
 def unitmem_layers(trained: TrainedModel, data: PairData, indices: Sequence[int], *, tower: str = "image",

@@ -17,7 +17,7 @@ import pandas as pd
 from .claims import paired_interval
 
 __all__ = ["STRATEGIES", "WITH_ORACLE", "ORDERINGS", "removal_order", "detection_counts", "nearest", "nearest_k", "first_k_covering", "doubling_grid", "without", "peak_and_cutoff", "peak_table", "describe_peak",
-           "planted_counts", "utility_gap"]
+           "planted_counts", "utility_gap", "oracle_check"]
 
 STRATEGIES = ("clipmem", "random", "similarity")  # retrained by default (Fig. 6)
 WITH_ORACLE = STRATEGIES + ("oracle",)  # retrained on planted data: the oracle is the ceiling
@@ -138,4 +138,19 @@ def utility_gap(clean: dict, planted: dict, metrics=("r_at_1", "lp_acc"), level:
         spread = float((a.std(ddof=1) + b.std(ddof=1)) / 2) if n > 1 else float("nan")
         rows[m] = dict(clean=a.mean(), planted=b.mean(), gap=mean, low=low, high=high, seed_spread=spread,
                        ratio=mean / spread if spread > 0 else float("nan"), n_seeds=n)
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
+
+
+def oracle_check(curve: pd.DataFrame, k: int, half_widths: dict[str, float]) -> pd.DataFrame:
+    """Claim 7's design check, fixed by the oracle and not by the verdict: at ``k`` (k_peak), the oracle's
+    gain over random removal (planted data, the seeds that retrained the oracle), against twice the
+    half-width of the CLIPMem-minus-random row of each metric (``half_widths``: metric -> half-width).
+    Where the oracle's gain is below twice the half-width, no detector's gain could show there."""
+    at = curve[curve.k == k].pivot_table(index="seed", columns="strategy", values=list(half_widths))
+    rows = {}
+    for m, hw in half_widths.items():
+        gain = (at[(m, "oracle")] - at[(m, "random")]).dropna() if (m, "oracle") in at else pd.Series(dtype=float)
+        mean = float(gain.mean()) if len(gain) else np.nan
+        rows[m] = dict(oracle_gain=mean, half_width=hw, ratio=mean / hw if hw > 0 else np.nan,
+                       enough=bool(mean >= 2 * hw), n_seeds=len(gain))
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")

@@ -46,6 +46,7 @@ VERSIONS = {
     "unitmem_tracking": 4,  # as unitmem; 4: read from the snapshots of the one training
     "crossfit": 1,          # audit.score_crossfit: cross-fitted CLIPMem of every pair
     "classifier": 1,        # vision.train_classifier: single-label classifier on the image tower (Fig. 8)
+    "utility": 1,           # measure.utility: probe accuracy and held-out retrieval of one model
 }
 OUTPUT_ENV = "CLIPMEM_OUTPUT_DIR"  # tests set it, so relative run and result folders go to a temporary place
 CONFIG, MANIFEST = "config.json", "manifest.json"  # config.json is written last: it marks a complete entry

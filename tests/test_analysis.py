@@ -6,7 +6,7 @@ import pytest
 
 from clipmem_lib.clipmem import (candidate_summary, clean_vs_miscaptioned, metric_summary, separation_auc,
                                  setting_effects, subset_means, top_count, top_enrichment)
-from clipmem_lib.removal import describe_peak, peak_table, planted_counts
+from clipmem_lib.removal import describe_peak, oracle_check, peak_table, planted_counts
 from clipmem_lib.sslmem import top_overlap
 from clipmem_lib.unitmem import last_layer_share, layer_summary
 
@@ -146,3 +146,15 @@ def test_peak_table_and_description():
 def test_planted_counts():
     counts = planted_counts(removal_frame([0.5] * 4, [0.5] * 4))
     assert counts.index.tolist() == [0, 10, 20, 40, 80] and counts.loc[80].tolist() == [10, 8]
+
+
+def test_oracle_check_compares_the_oracle_gain_with_twice_the_half_width():
+    rows = [dict(seed=s, strategy=st, k=k, lp_acc=v, r_at_1=v / 2)
+            for s, gain in ((0, 0.04), (1, 0.06))
+            for k in (20, 40)
+            for st, v in (("random", 0.5), ("clipmem", 0.51), ("oracle", 0.5 + gain if k == 20 else 0.0))]
+    rows.append(dict(seed=2, strategy="random", k=20, lp_acc=0.5, r_at_1=0.25))  # no oracle at seed 2: not paired
+    out = oracle_check(pd.DataFrame(rows), 20, {"lp_acc": 0.02, "r_at_1": 0.02})
+    assert out.loc["lp_acc", "oracle_gain"] == pytest.approx(0.05) and out.loc["lp_acc", "n_seeds"] == 2
+    assert out.loc["lp_acc", "ratio"] == pytest.approx(2.5) and out.loc["lp_acc", "enough"]  # 0.05 >= 2 x 0.02
+    assert out.loc["r_at_1", "oracle_gain"] == pytest.approx(0.025) and not out.loc["r_at_1", "enough"]  # < 0.04
