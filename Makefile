@@ -17,9 +17,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name clipmem --display-name "clipmem (.venv)" >/dev/null
-	@# Debian's Chromium for the browser tests, where apt-get runs as root; without it those tests skip, saying so
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  apt-get install -y -q chromium >/dev/null 2>&1; } || echo "no Chromium installed: the browser tests will skip"
+	@# Debian's Chromium (browser tests), Noto CJK and Unihan (the audit's CJK set), where apt-get runs as root;
+	@# without them those tests and the CJK benchmark skip, saying so
+	@{ command -v chromium && [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] && \
+	  [ -f /usr/share/unicode/Unihan_Readings.txt.bz2 ]; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && apt-get install -y -q chromium fonts-noto-cjk unicode-data >/dev/null 2>&1; } || \
+	  echo "Chromium, fonts-noto-cjk or unicode-data not installed: the tests that need them will skip"
 	touch $(STAMP)
 
 notebooks: $(STAMP)

@@ -10,9 +10,17 @@ split the pairs into K folds and train model k on every fold but k.  For a pair 
 Eq. 3's test pairs for model j come from fold j, which model j never saw; a pair is left out of its
 own test set.  Scores are range-normalised over all pairs (Appendix A.2).
 
-Beside it, the baselines of the detection benchmark (``09_audit``): the CLIP score under a model
-trained on all the data, the same under the model that did not see the pair, and a LEMoN-style
-neighbour score (Zhang et al., ICML 2025), all "higher = more suspect".
+Two questions, two scores.  "Which pairs did the model memorise?": cross-fitted CLIPMem.  "Which
+captions are wrong?": :func:`miscaption_score`, a rank average of out-of-fold evidence (the rank of a
+pair's caption among its fold's captions for its image and of its image among the images for its
+caption, under the model that did not see it; neighbour agreement; memorisation), fixed without any
+labels.  A rare but correct pair is memorised too, but its caption still ranks well under the model
+that never saw it; a wrong caption does not.
+
+Beside them, the baselines of the detection benchmark (``09_audit``): the CLIP score under a model
+trained on all the data, the same under the model that did not see the pair, a LEMoN-style neighbour
+score (Zhang et al., ICML 2025) and an NCR-style two-component mixture on each pair's loss (Huang et
+al., NeurIPS 2021), all "higher = more suspect".
 """
 from __future__ import annotations
 
@@ -41,8 +49,9 @@ from .splits import plant_miscaptions
 from .train import TrainConfig
 
 __all__ = ["MIN_PER_FOLD", "audit_pool", "assign_folds", "crossfit_jobs", "fold_tests", "crossfit_alignment", "score_crossfit",
-           "neighbour_scores", "detection_metrics", "detection_table", "METHODS", "detection_benchmark", "benchmark_summary",
-           "benchmark_differences", "check_images", "report_html", "write_audit"]
+           "neighbour_scores", "caption_ranks", "MISCAPTION_EVIDENCE", "miscaption_score", "pair_losses", "ncr_scores", "detection_metrics", "detection_table", "METHODS", "detection_benchmark", "benchmark_summary",
+           "benchmark_differences", "check_images", "input_problems", "estimate_wrong", "report_html", "write_audit",
+           "write_clean_csv"]
 
 MIN_PER_FOLD = 2  # Eq. 3 needs a test pair besides the scored one
 
@@ -129,13 +138,55 @@ def neighbour_scores(img: torch.Tensor, txt: torch.Tensor, k: int = 10) -> tuple
     return agree.numpy(), lemon.numpy()
 
 
+def caption_ranks(img: torch.Tensor, txt: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(image→text, text→image) rank of each pair's own match among the given pairs, 1 = first: the
+    rank of caption i among all captions for image i, and of image i among all images for caption i
+    (ties in its favour)."""
+    sims = img.double() @ txt.double().T
+    own = sims.diagonal()
+    return (1 + (sims > own[:, None]).sum(1)).numpy(), (1 + (sims > own[None, :]).sum(0)).numpy()
+
+
+# The mis-caption score's evidence: column and sign (+1: high is suspect), each turned into its rank
+# among the audited pairs and averaged with equal weights.  Fixed before any audit (no labels are used).
+MISCAPTION_EVIDENCE = {"rank_i2t_unseen": 1, "rank_t2i_unseen": 1, "neighbour_agreement": -1, "clipmem_raw": 1}
+
+
+def miscaption_score(scores: pd.DataFrame) -> np.ndarray:
+    """"Which captions are wrong?": the mean over :data:`MISCAPTION_EVIDENCE` of each term's percentile
+    rank among the pairs (0 to 1, high = suspect)."""
+    ranks = [(sign * scores[col]).rank(pct=True, method="average") for col, sign in MISCAPTION_EVIDENCE.items()]
+    return np.mean(ranks, axis=0)
+
+
+def pair_losses(img: torch.Tensor, txt: torch.Tensor, logit_scale: float) -> np.ndarray:
+    """Each pair's symmetric contrastive loss among the given pairs (CLIP's loss with all of them as
+    the batch): ½ (−log softmax_j(s·⟨x_i, t_j⟩)_i − log softmax_j(s·⟨x_j, t_i⟩)_i)."""
+    logits = logit_scale * (img.double() @ txt.double().T)
+    eye = torch.arange(len(img))
+    return (0.5 * (-logits.log_softmax(1)[eye, eye] - logits.log_softmax(0)[eye, eye])).numpy()
+
+
+def ncr_scores(losses, seed: int = 0) -> np.ndarray:
+    """NCR's clean/noisy split (Huang et al., NeurIPS 2021): a two-component Gaussian mixture on the
+    min-max normalised per-pair losses; the score is the posterior of the component with the larger mean."""
+    from sklearn.mixture import GaussianMixture
+
+    x = np.asarray(losses, dtype=float)
+    x = ((x - x.min()) / (x.max() - x.min() + 1e-12)).reshape(-1, 1)
+    gmm = GaussianMixture(2, max_iter=100, tol=1e-3, reg_covar=5e-4, random_state=seed).fit(x)
+    return gmm.predict_proba(x)[:, int(np.argmax(gmm.means_[:, 0]))]
+
+
 def score_crossfit(models: Sequence[TrainedModel], data: PairData, folds: np.ndarray, *, n_crops: int = 8,
                    n_test: int | None = 127, n_neighbours: int = 10, seed: int = 0,
                    ctx: Context | None = None) -> pd.DataFrame:
     """Cross-fitted CLIPMem of every audited pair (fold ≥ 0; module docstring), cached, with per pair: ``fold``,
     ``align_seen``, ``align_unseen``, ``clipmem_raw``, ``clipmem`` (range-normalised over all pairs),
     ``similarity_unseen`` (image–caption cosine under the model that did not see the pair) and, from the
-    same model within the pair's fold, ``neighbour_agreement`` and ``lemon`` (:func:`neighbour_scores`)."""
+    same model within the pair's fold, ``neighbour_agreement`` and ``lemon`` (:func:`neighbour_scores`),
+    ``rank_i2t_unseen`` and ``rank_t2i_unseen`` (:func:`caption_ranks` among the fold's pairs) and
+    ``miscaption_score`` (:func:`miscaption_score`)."""
     ctx = ctx or Context()
     folds = np.asarray(folds)
     if len(models) != int(folds.max()) + 1:
@@ -146,7 +197,8 @@ def score_crossfit(models: Sequence[TrainedModel], data: PairData, folds: np.nda
 
     def compute():
         align, sim = np.zeros((len(models), len(idx))), np.zeros(len(idx))
-        agree, lemon = np.zeros(len(idx)), np.zeros(len(idx))
+        agree, lemon, r_it, r_ti = (np.zeros(len(idx)) for _ in range(4))
+        nearest = np.zeros(len(idx), dtype=np.int64)
         for j, m in enumerate(models):
             img, txt = model_embeddings(m, data, idx, n_crops=n_crops, seed=seed, ctx=ctx)
             t = np.searchsorted(idx, tests[j])  # rows of model j's test pairs (idx is sorted)
@@ -154,12 +206,18 @@ def score_crossfit(models: Sequence[TrainedModel], data: PairData, folds: np.nda
             mine = fold == j
             plain, cap = img[mine, 0], txt[mine].mean(1)
             sim[mine] = (plain * cap).sum(-1).double().numpy()  # as measure.pair_similarity
-            agree[mine], lemon[mine] = neighbour_scores(plain, torch.nn.functional.normalize(cap, dim=-1), n_neighbours)
+            unit = torch.nn.functional.normalize(cap, dim=-1)
+            agree[mine], lemon[mine] = neighbour_scores(plain, unit, n_neighbours)
+            r_it[mine], r_ti[mine] = caption_ranks(plain, unit)
+            near = (plain @ plain.T).fill_diagonal_(-np.inf).argmax(1).numpy() if mine.sum() > 1 else np.zeros(1, int)
+            nearest[mine] = idx[mine][near]  # the fold's pair whose image is nearest, under the model that saw neither
         seen, unseen = crossfit_alignment(align, fold)
         raw = seen - unseen
         df = pd.DataFrame(dict(index=idx, fold=fold, align_seen=seen, align_unseen=unseen, clipmem_raw=raw,
                                clipmem=range_normalise(raw), similarity_unseen=sim, neighbour_agreement=agree,
-                               lemon=lemon))
+                               lemon=lemon, rank_i2t_unseen=r_it.astype(int), rank_t2i_unseen=r_ti.astype(int),
+                               nearest_index=nearest))
+        df["miscaption_score"] = miscaption_score(df)
         return df.join(data.meta.reset_index(drop=True), on="index") if data.meta is not None else df
 
     cfg = dict(models=[m.key for m in models], folds=folds, tests=tests, captions=data.caption_digest(idx),
@@ -187,10 +245,12 @@ def detection_table(scores: pd.DataFrame, methods: dict[str, tuple[str, int]], t
 
 
 # The detection benchmark's methods: score column and sign (+1: high is suspect; −1: low is suspect).
-METHODS = {"cross-fitted CLIPMem": ("clipmem", 1),
+METHODS = {"mis-caption score": ("miscaption_score", 1),
+           "cross-fitted CLIPMem": ("clipmem", 1),
            "CLIP score, model trained on all pairs": ("similarity_all", -1),
            "CLIP score, model that did not see the pair": ("similarity_unseen", -1),
-           "LEMoN-style neighbours": ("lemon", 1)}
+           "LEMoN-style neighbours": ("lemon", 1),
+           "NCR-style loss mixture": ("ncr", 1)}
 
 
 def detection_benchmark(data: PairData, pool: Sequence[int], rates: Sequence[float], seeds: Sequence[int],
@@ -218,7 +278,11 @@ def detection_benchmark(data: PairData, pool: Sequence[int], rates: Sequence[flo
     rows, scores = [], {}
     for rate, s, planted, folds, at in plan:
         sc = score_crossfit(models[at:at + n_folds], planted, folds, n_crops=n_crops, n_test=n_test, seed=s, ctx=ctx)
-        sc["similarity_all"] = pair_similarity(models[at + n_folds], planted, sc["index"].to_numpy(), ctx=ctx)
+        full = models[at + n_folds]
+        sc["similarity_all"] = pair_similarity(full, planted, sc["index"].to_numpy(), ctx=ctx)
+        img, txt = model_embeddings(full, planted, sc["index"].to_numpy(), n_crops=0, ctx=ctx)
+        sc["ncr"] = ncr_scores(pair_losses(img[:, 0], torch.nn.functional.normalize(txt.mean(1), dim=-1),
+                                           float(full.model.logit_scale.detach().exp())), seed=s)
         scores[(rate, s)] = sc
         rows.append(detection_table(sc, METHODS).reset_index().assign(rate=rate, seed=s))
     return pd.concat(rows, ignore_index=True)[["rate", "seed", "method", "auroc", "auprc", "precision_at_k"]], scores
@@ -236,7 +300,7 @@ def benchmark_summary(table: pd.DataFrame, metrics=("auroc", "auprc", "precision
     return pd.DataFrame.from_dict(out, orient="index").rename_axis(["rate", "method"])
 
 
-def benchmark_differences(table: pd.DataFrame, reference: str = "cross-fitted CLIPMem",
+def benchmark_differences(table: pd.DataFrame, reference: str = "mis-caption score",
                           metric: str = "auroc") -> pd.DataFrame:
     """Per rate and other method: ``reference`` minus that method on ``metric``, paired by seed, with
     its 95% t-interval (positive: the reference finds the planted pairs better)."""
@@ -258,10 +322,46 @@ def check_images(data: PairData, size: int, progress: bool = False) -> None:
         data.images.load(i, 0, size)
 
 
+def input_problems(data: PairData) -> tuple[list[str], np.ndarray]:
+    """What a curator should know before training: one warning line each for empty captions (their
+    pairs are left out of the audit when no caption is left), image paths given in several CSV rows
+    (their captions were merged into one pair) and captions shared by several pairs.  Returns the lines
+    and the pairs to audit."""
+    lines, keep = [], []
+    empty = sum(not c.strip() for caps in data.captions for c in caps)
+    for i, caps in enumerate(data.captions):
+        if any(c.strip() for c in caps):
+            keep.append(i)
+    if empty:
+        lines.append(f"{empty} empty caption(s); {len(data) - len(keep)} pair(s) with no other caption are left out "
+                     "of the audit")
+    if "csv_rows" in data.meta:
+        rows = data.meta["csv_rows"].to_numpy()
+        if (rows > 1).any():
+            lines.append(f"{int((rows > 1).sum())} image path(s) appear in more than one row: their {int(rows[rows > 1].sum())} "
+                         "captions were merged, one pair per image")
+    first = pd.Series([" ".join(caps[0].lower().split()) for caps in data.captions])
+    counts = first[first != ""].value_counts()
+    shared = counts[counts > 1]
+    if len(shared):
+        lines.append(f"{int(shared.sum())} pairs share {len(shared)} caption(s) with another pair (e.g. "
+                     f"{shared.index[0]!r}, {int(shared.iloc[0])} times): such pairs cannot be told apart by caption")
+    return lines, np.asarray(keep, dtype=np.int64)
+
+
+def estimate_wrong(score, seed: int = 0) -> int:
+    """How many captions look wrong: the expected size of the high component of a two-component Gaussian
+    mixture on the mis-caption score (as NCR splits clean from noisy, here without any labels)."""
+    return int(round(float(ncr_scores(score, seed).sum())))
+
+
 def _histogram(scores: pd.DataFrame) -> str:
-    fig, ax = plt.subplots(figsize=(7, 2.8))
-    ax.hist(scores.clipmem, bins=40, color="#0173b2")
-    ax.set(xlabel="cross-fitted CLIPMem (range-normalised)", ylabel="pairs", title=f"{len(scores)} pairs")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
+    for ax, col, label in zip(axes, ("miscaption_score", "clipmem"), ("mis-caption score (rank average)",
+                                                                       "cross-fitted CLIPMem (range-normalised)")):
+        ax.hist(scores[col], bins=40, color="#0173b2")
+        ax.set(xlabel=label, ylabel="pairs")
+    fig.suptitle(f"{len(scores)} pairs")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -269,48 +369,121 @@ def _histogram(scores: pd.DataFrame) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def report_html(scores: pd.DataFrame, data: PairData, k: int = 50, title: str = "clipmem audit") -> str:
-    """One static page (no server, no network: images are inlined) with the score histogram and the
-    ``k`` highest- and ``k`` lowest-scored pairs, each as image, caption and score."""
-    ranked = scores.sort_values("rank")
+TABLE_COLUMNS = {"rank": "rank", "id": "id", "caption": "caption", "miscaption_score": "mis-caption score",
+                 "score": "memorisation (CLIPMem)", "similarity_unseen": "similarity, unseen model",
+                 "rank_i2t_unseen": "caption's rank, unseen model", "nearest_caption": "nearest pair's caption",
+                 "flagged": "flagged"}
 
-    def gallery(part):
+# Sorting and filtering of the pairs table, with no library: click a header to sort (again to reverse),
+# type to filter. The page's address may say #sort=<column>&filter=<text> (a link a curator can share).
+_TABLE_JS = """
+const tb = document.querySelector('#pairs tbody'), rows = [...tb.rows], box = document.querySelector('#filter');
+let key = null, up = true;
+function show() {
+  const q = box.value.toLowerCase();
+  const kept = rows.filter(r => r.textContent.toLowerCase().includes(q));
+  if (key !== null) kept.sort((a, b) => { const x = a.cells[key].dataset.v, y = b.cells[key].dataset.v;
+    const d = isNaN(x) || isNaN(y) ? x.localeCompare(y) : x - y; return up ? d : -d; });
+  tb.replaceChildren(...kept); document.body.dataset.rowsShown = kept.length;
+}
+function sortBy(i) { up = key === i ? !up : true; key = i; show(); }
+document.querySelectorAll('#pairs th').forEach((th, i) => th.addEventListener('click', () => sortBy(i)));
+box.addEventListener('input', show);
+const h = new URLSearchParams(location.hash.slice(1));
+if (h.get('filter')) box.value = h.get('filter');
+if (h.get('sort')) { const i = [...document.querySelectorAll('#pairs th')].findIndex(t => t.dataset.col === h.get('sort'));
+  key = i; up = h.get('order') !== 'desc'; }
+show();
+"""
+
+
+def report_html(scores: pd.DataFrame, data: PairData, k: int = 50, title: str = "clipmem audit") -> str:
+    """One static page (no server, no network: images are inlined): the estimate of how many captions
+    are wrong, the ``k`` pairs most suspect of a wrong caption and the ``k`` most memorised, each as image,
+    caption and both scores, and a table of every pair that sorts and filters."""
+    by_mis = scores.sort_values("miscaption_rank")
+
+    def gallery(part, col, what):
         cells = [f'<figure><img src="{image_data_uri(data, r["index"], 96)}" alt="pair {int(r["index"])}">'
-                 f'<figcaption><b>{r.clipmem:+.3f}</b> (rank {int(r["rank"])})<br>{html.escape(str(r.caption))}'
+                 f'<figcaption><b>{r[col]:+.3f}</b> {what}<br>{html.escape(str(r.caption))}'
                  f'</figcaption></figure>' for _, r in part.iterrows()]
         return '<div class="gallery">' + "".join(cells) + "</div>"
 
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+    def cell(v):
+        text = f"{v:.3f}" if isinstance(v, float) else str(v)
+        return f'<td data-v="{html.escape(str(v), quote=True)}">{html.escape(text)}</td>'
+
+    table = by_mis.drop(columns="rank").rename(columns={"miscaption_rank": "rank", "index": "id", "clipmem": "score"})
+    head = "".join(f'<th data-col="{c}">{html.escape(label)}</th>' for c, label in TABLE_COLUMNS.items())
+    body = "".join("<tr>" + "".join(cell(r[c]) for c in TABLE_COLUMNS) + "</tr>" for _, r in table.iterrows())
+    n_wrong = int(scores.flagged.sum())
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
              ".gallery{display:flex;flex-wrap:wrap;gap:10px}figure{width:150px;margin:0;font-size:12px}"
-             "figure img{width:96px;height:96px;image-rendering:pixelated;display:block}")
+             "figure img{width:96px;height:96px;image-rendering:pixelated;display:block}"
+             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 4px}"
+             "th{cursor:pointer;background:#eee}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>{len(scores)} pairs scored by cross-fitted CLIPMem ({int(scores.fold.max()) + 1} folds): how much "
-            "better a model aligns a pair when it trained on it than when it did not. High scores are pairs a "
-            "model had to memorise: mis-captioned, rare or atypical.</p>"
-            f'<img src="{_histogram(scores)}" alt="histogram of scores">'
-            f"<h2>The {min(k, len(ranked))} highest-scored pairs</h2>{gallery(ranked.head(k))}"
-            f"<h2>The {min(k, len(ranked))} lowest-scored pairs</h2>{gallery(ranked.tail(k).iloc[::-1])}"
+            f"<p>{len(scores)} pairs, {int(scores.fold.max()) + 1} folds. Two scores, two questions. "
+            "<b>Mis-caption score</b>: is the caption wrong? The rank average of how badly the pair's caption "
+            "and image match each other under the model that never saw the pair, how little its image-neighbours' "
+            "captions agree with it, and how much it had to be memorised. <b>Memorisation</b> (cross-fitted "
+            "CLIPMem): how much better a model aligns the pair when it trained on it; high for wrong captions and "
+            "for correct but rare pairs alike.</p>"
+            f"<p><b>About {n_wrong} captions look wrong</b> (a two-component mixture on the mis-caption score); "
+            f"the {n_wrong} highest are flagged in the table, and <code>--drop auto</code> leaves them out of "
+            "clean.csv. Look before deleting.</p>"
+            f'<img src="{_histogram(scores)}" alt="histograms of both scores">'
+            f"<h2>The {min(k, len(scores))} pairs most suspect of a wrong caption</h2>"
+            f"{gallery(by_mis.head(k), 'miscaption_score', 'mis-caption')}"
+            f"<h2>The {min(k, len(scores))} most memorised pairs</h2>"
+            f"{gallery(scores.sort_values('clipmem', ascending=False).head(k), 'clipmem', 'memorisation')}"
+            f"<h2>Every pair</h2><p>Click a column to sort it; type to filter: <input id='filter' size='40'></p>"
+            f"<table id='pairs'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"<script>{_TABLE_JS}</script>"
             "<script>window.addEventListener('load', () => {const im = [...document.images];"  # for the browser test
             "document.body.dataset.imagesLoaded = im.filter(i => i.complete && i.naturalWidth > 0).length;});</script>"
             "</body></html>")
 
 
 def write_audit(scores: pd.DataFrame, data: PairData, out: str | os.PathLike, k: int = 50) -> dict:
-    """Write ``out/scores.csv`` (one row per pair: id, image path, caption, score, rank, similarity under
-    the model that did not see it, neighbour agreement) and ``out/report.html``, each atomically.
-    Returns their paths."""
+    """Write ``out/scores.csv`` (one row per pair, most suspect caption first: id, image path, caption,
+    ``miscaption_score`` and its rank, the memorisation ``score`` and its rank, the evidence: similarity
+    and ranks under the model that did not see the pair, neighbour agreement, the nearest pair's
+    caption, and ``flagged``: among the :func:`estimate_wrong` most suspect) and ``out/report.html``,
+    each atomically.  Returns their paths and the flagged pairs' ids."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table = scores.assign(caption=[data.captions[int(i)][0] for i in scores["index"]])
+    table = scores.assign(caption=[data.captions[int(i)][0] for i in scores["index"]],
+                          nearest_caption=[data.captions[int(i)][0] for i in scores["nearest_index"]])
     table["rank"] = table.clipmem.rank(ascending=False, method="first").astype(int)
+    table["miscaption_rank"] = table.miscaption_score.rank(ascending=False, method="first").astype(int)
+    table["flagged"] = table.miscaption_rank <= estimate_wrong(table.miscaption_score)
     path_col = table["filepath"] if "filepath" in table else pd.Series([""] * len(table), index=table.index)
-    csv = pd.DataFrame(dict(id=table["index"], image_path=path_col, caption=table.caption, score=table.clipmem,
-                            score_raw=table.clipmem_raw, rank=table["rank"], similarity_unseen=table.similarity_unseen,
-                            neighbour_agreement=table.neighbour_agreement, fold=table.fold)).sort_values("rank")
+    csv = pd.DataFrame(dict(id=table["index"], image_path=path_col, caption=table.caption,
+                            miscaption_score=table.miscaption_score, miscaption_rank=table.miscaption_rank,
+                            flagged=table.flagged, score=table.clipmem, score_raw=table.clipmem_raw, rank=table["rank"],
+                            similarity_unseen=table.similarity_unseen, rank_i2t_unseen=table.rank_i2t_unseen,
+                            rank_t2i_unseen=table.rank_t2i_unseen, neighbour_agreement=table.neighbour_agreement,
+                            nearest_caption=table.nearest_caption, fold=table.fold)).sort_values("miscaption_rank")
     paths = dict(scores=out / "scores.csv", report=out / "report.html")
     for name, text in (("scores", csv.to_csv(index=False)), ("report", report_html(table, data, k))):
-        tmp = paths[name].with_suffix(paths[name].suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, paths[name])
-    return paths
+        _write_atomic(paths[name], text)
+    return {**paths, "flagged": csv.id[csv.flagged].to_numpy()}
+
+
+def _write_atomic(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_clean_csv(csv_path, out_path, drop_paths, *, img_key: str = "filepath", sep: str = "\t") -> int:
+    """The input CSV, same columns, order and separator, without the rows whose image is in
+    ``drop_paths`` (every row of a dropped image); written atomically.  Returns the rows dropped."""
+    df = pd.read_csv(csv_path, sep=sep, dtype=str, keep_default_na=False)
+    gone = df[img_key].isin(set(drop_paths))
+    buf = io.StringIO()
+    df[~gone].to_csv(buf, sep=sep, index=False)
+    _write_atomic(pathlib.Path(out_path), buf.getvalue())
+    return int(gone.sum())

@@ -3,6 +3,7 @@
     clipmem audit pairs.csv --out audit/                       # train K models, score every pair, write the report
     clipmem audit pairs.csv --out audit/ --fold 3              # one fold's model only (e.g. a SLURM array task)
     clipmem audit /data/coco --out audit/ --folds 5 --device cuda --model ViT-B-32
+    clipmem audit pairs.csv --out audit/ --drop auto           # also write clean.csv without the flagged pairs
 
 Options are named like ``open_clip_train``'s.  PATH is an OpenCLIP CSV, a COCO root or a webdataset shard
 pattern.  Trained models go to a run store (``--runs``, default ``OUT/runs``), so an interrupted audit
@@ -55,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--workers", type=int, default=0, help="DataLoader workers decoding images (default 0)")
     a.add_argument("--runs", default=None, help="run store of the trained models (default: OUT/runs)")
     a.add_argument("--top", type=int, default=50, help="pairs in each gallery of report.html (default 50)")
+    a.add_argument("--drop", default=None, metavar="K|auto", help="write OUT/clean.csv: the input CSV without the K pairs "
+                   "most suspect of a wrong caption, or ('auto') without those the audit estimates are wrong")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     return ap
 
@@ -62,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
 def _audit(args) -> int:
     import numpy as np
 
-    from .audit import assign_folds, check_images, crossfit_jobs, score_crossfit, write_audit
+    from .audit import (assign_folds, check_images, crossfit_jobs, input_problems, score_crossfit, write_audit,
+                        write_clean_csv)
     from .fitting import fit, fit_many
     from .models import image_size, model_config, sized
     from .runtime import Context
@@ -75,12 +79,19 @@ def _audit(args) -> int:
     out = pathlib.Path(args.out).resolve()
     ctx = Context(store=RunStore(pathlib.Path(args.runs).resolve() if args.runs else out / "runs"), device=args.device,
                   progress=not args.quiet, num_workers=args.workers)
+    drop = _drop_count(args.drop)
+    is_csv = not (pathlib.Path(args.path).is_dir() or "{" in args.path or args.path.endswith(".tar"))
+    if drop is not None and not is_csv:
+        raise ValueError(f"--drop writes clean.csv from a CSV input; {args.path} is not a CSV")
     data = load_pairs(args.path, args.csv_img_key, args.csv_caption_key, args.csv_separator)
-    folds = assign_folds(len(data), args.folds, args.seed)
+    warnings, pool = input_problems(data)
+    for line in warnings:
+        print(f"clipmem audit: warning: {line}", file=sys.stderr)
+    folds = assign_folds(len(data), args.folds, args.seed, pool)
     if args.fold is not None and not 1 <= args.fold <= args.folds:
         raise ValueError(f"--fold {args.fold}: choose a fold from 1 to {args.folds}")
     check_images(data, size, progress=not args.quiet)
-    smallest = len(data) - int(np.bincount(folds).max())  # pairs the smallest fold model trains on
+    smallest = len(pool) - int(np.bincount(folds[folds >= 0]).max())  # pairs the smallest fold model trains on
     batch = min(args.batch_size, smallest)
     if batch < args.batch_size:
         print(f"clipmem audit: batch size {batch}, not {args.batch_size}: a fold model trains on only {smallest} pairs",
@@ -94,11 +105,26 @@ def _audit(args) -> int:
     models = fit_many(jobs, ctx)
     scores = score_crossfit(models, data, folds, seed=args.seed, ctx=ctx)
     paths = write_audit(scores, data, out, k=args.top)
-    top = scores.sort_values("clipmem", ascending=False).head(3)["index"].to_numpy()
-    print(f"{len(data)} pairs scored with {args.folds} folds ({name}, {args.epochs} epochs); "
-          f"most memorised: pairs {', '.join(str(int(i)) for i in np.atleast_1d(top))}")
+    top = scores.sort_values("miscaption_score", ascending=False).head(3)["index"].to_numpy()
+    print(f"{len(pool)} pairs scored with {args.folds} folds ({name}, {args.epochs} epochs); about {len(paths['flagged'])} "
+          f"captions look wrong; most suspect: pairs {', '.join(str(int(i)) for i in np.atleast_1d(top))}")
     print(f"scores: {paths['scores']}\nreport: {paths['report']}")
+    if drop is not None:
+        ranked = scores.sort_values("miscaption_score", ascending=False)["index"].to_numpy()
+        gone = paths["flagged"] if drop == "auto" else ranked[:drop]
+        n_rows = write_clean_csv(args.path, out / "clean.csv", data.meta.filepath.to_numpy()[gone],
+                                 img_key=args.csv_img_key, sep=args.csv_separator)
+        print(f"clean: {out / 'clean.csv'} ({len(gone)} pairs, {n_rows} rows left out)")
     return 0
+
+
+def _drop_count(value):
+    """--drop's value: None, "auto" or a count of pairs ≥ 0."""
+    if value is None or value == "auto":
+        return value
+    if not value.isdigit():
+        raise ValueError(f"--drop {value!r}: give a number of pairs or 'auto'")
+    return int(value)
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,7 @@
 """Real image–caption data as :class:`~clipmem_lib.data.PairData`: COCO captions, OpenCLIP CSVs and
 img2dataset-style webdataset shards (e.g. CC3M).  Images stay on disk and are decoded lazily; loading
-only checks that they exist and fingerprints them from (name, size, mtime) without decoding.
+only checks that they exist and fingerprints them from (name, size, mtime) without decoding.  One
+real, offline, long-tailed set is built at run time from Debian packages (:func:`load_cjk`).
 """
 from __future__ import annotations
 
@@ -14,11 +15,16 @@ import stat
 import tarfile
 import warnings
 
+import numpy as np
 import pandas as pd
+import torch
 
-from .data import FileImages, PairData
+from .data import FileImages, PairData, TensorImages
 
-__all__ = ["load_coco", "load_csv", "load_webdataset", "expand_braces", "TarMember"]
+__all__ = ["load_coco", "load_csv", "load_webdataset", "load_cjk", "cjk_available", "expand_braces", "TarMember", "CJK_FONT", "UNIHAN"]
+
+CJK_FONT = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"  # Debian: fonts-noto-cjk
+UNIHAN = "/usr/share/unicode/Unihan_Readings.txt.bz2"                # Debian: unicode-data
 
 
 def _digest(items) -> str:
@@ -138,7 +144,7 @@ def load_csv(path, *, img_key: str = "filepath", caption_key: str = "title", sep
     names = list(caps)
     paths = [os.path.join(base, n) for n in names]
     fp = _file_fingerprint(paths, names, name)
-    meta = pd.DataFrame({"filepath": names, "is_miscaptioned": False})
+    meta = pd.DataFrame({"filepath": names, "csv_rows": [len(caps[n]) for n in names], "is_miscaptioned": False})
     return PairData(captions=list(caps.values()), images=FileImages([[p] for p in paths], fp), meta=meta, name=name)
 
 
@@ -251,3 +257,63 @@ def load_webdataset(shards, *, image_exts=("jpg", "png", "jpeg", "webp"), text_e
     fp = _digest(stats + [(r[0].name, r[0].size, 0) for r in refs])
     meta = pd.DataFrame({"key": keys, "shard": shard_of, "is_miscaptioned": False})
     return PairData(captions=caps, images=FileImages(refs, fp), meta=meta, name=name)
+
+
+def _unihan_definitions(path, first: int, last: int) -> list[tuple[int, str]]:
+    """(code point, kDefinition) of every character from ``first`` to ``last`` that Unihan defines."""
+    import bz2
+
+    out = []
+    with bz2.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if "\tkDefinition\t" in line and line.startswith("U+"):
+                code, _, text = line.rstrip("\n").split("\t", 2)
+                cp = int(code[2:], 16)
+                if first <= cp <= last:
+                    out.append((cp, text))
+    return out
+
+
+def cjk_available(font: str = CJK_FONT, unihan: str = UNIHAN) -> bool:
+    """Whether Debian's fonts-noto-cjk and unicode-data, which :func:`load_cjk` builds from, are installed."""
+    return os.path.isfile(font) and os.path.isfile(unihan)
+
+
+def load_cjk(n: int = 2000, image_size: int = 32, seed: int = 0, *, block: tuple[int, int] = (0x4E00, 0x9FFF),
+             font: str = CJK_FONT, unihan: str = UNIHAN) -> PairData:
+    """``n`` CJK characters of ``block`` (default: CJK Unified Ideographs), a seeded sample (−1: all),
+    each rendered black on white at ``image_size`` px in Noto Sans CJK and captioned with its Unihan
+    ``kDefinition`` ("cottage; a coarse house, house with flat roof").  A real, long-tailed set: most
+    definitions are one of a kind, and only shared radicals tie glyphs to meanings.  Built from Debian's
+    fonts-noto-cjk and unicode-data at run time; characters the font lacks are left out.  ``meta``:
+    ``char``, ``codepoint``."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    for path, pkg in ((font, "fonts-noto-cjk"), (unihan, "unicode-data")):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"the CJK set needs {path} (Debian: apt-get install {pkg})")
+    defs = _unihan_definitions(unihan, *block)
+    face = ImageFont.truetype(font, int(image_size * 0.85))
+
+    def render(ch: str) -> np.ndarray:
+        img = Image.new("L", (image_size, image_size), 255)
+        ImageDraw.Draw(img).text((image_size / 2, image_size / 2), ch, font=face, fill=0, anchor="mm")
+        return np.asarray(img)
+
+    missing = render(chr(0x10FFFD)).tobytes()  # the font's glyph for a character it lacks
+    order = np.random.default_rng([seed, 17]).permutation(len(defs))
+    chosen, pixels = [], []
+    for i in order:
+        glyph = render(chr(defs[i][0]))
+        if glyph.tobytes() != missing and glyph.min() < 128:
+            chosen.append(defs[i])
+            pixels.append(glyph)
+            if len(chosen) == n:
+                break
+    if n != -1 and len(chosen) < n:
+        raise ValueError(f"n={n}: the font renders only {len(chosen)} characters of U+{block[0]:04X}–U+{block[1]:04X}")
+    pix = np.repeat(np.stack(pixels)[:, None, None], 3, axis=2)  # (N, 1, 3, H, W)
+    fp = _digest([str(p) for p in (font, unihan, os.path.getsize(font), os.path.getsize(unihan), block, n, image_size, seed)])
+    meta = pd.DataFrame(dict(char=[chr(c) for c, _ in chosen], codepoint=[c for c, _ in chosen]))
+    return PairData([[text] for _, text in chosen], TensorImages(torch.from_numpy(pix), f"cjk-{fp}"),
+                    meta=meta, name=f"CJK characters (Noto Sans CJK, Unihan kDefinition), {len(chosen)} pairs")

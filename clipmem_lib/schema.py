@@ -61,6 +61,8 @@ second_model: str = "clipmem-coca"  # App. A.6: a second multimodal model (the p
 audit_pairs: int = 1000  # pairs of the detection benchmark, drawn from the data (-1: all)
 audit_folds: int = 2  # K of cross-fitted CLIPMem: K models, each trained without one fold (clipmem audit: 5)
 audit_rates: list = [0.1, 0.4]  # shares of the pairs whose captions are shuffled (full grid: 0.05, 0.1, 0.2, 0.4)
+cjk_pairs: int = 600  # CJK characters (Noto glyphs, Unihan definitions) of the real-data benchmark (0: skip it)
+cjk_rates: list = [0.1]  # planting rates of the CJK benchmark (full grid: 0.05, 0.1, 0.2, 0.4)
 ''')
 
 # What chapter.setup reads: data, splits, training recipe and where and how to run.
@@ -86,7 +88,8 @@ CHAPTERS: dict[str, dict[str, object] | None] = {
                     "batch_size": 64, "n_jobs": 2,
                     "probe_seeds": None, **UTILITY, "poison_fraction": None, "gallery_k": None, "size_models": None, "data_multiple": None,
                     "flip_fraction": None, "second_model": None},  # five experiments sized for about 10 minutes
-    "09_audit": {"n_jobs": 2, "audit_pairs": None, "audit_folds": None, "audit_rates": None},
+    "09_audit": {"n_jobs": 2, "audit_pairs": None, "audit_folds": None, "audit_rates": None, "cjk_pairs": None,
+                 "cjk_rates": None},
     "99_summary": None,  # reads only the chapters' tables
 }
 

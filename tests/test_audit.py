@@ -1,5 +1,6 @@
 """Cross-fitted CLIPMem and the `clipmem audit` command (audit.py, cli.py)."""
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -153,6 +154,7 @@ def _photos_csv(tmp_path, n=8, size=40):
     ("bad folds", ["--folds", "1"], "folds must be an integer from 2 to 10"),
     ("bad fold", ["--folds", "2", "--fold", "3"], "--fold 3: choose a fold from 1 to 2"),
     ("bad image size", ["--image-size", "30"], "multiple of clipmem-tiny's patch size 8"),
+    ("bad drop", ["--drop", "some"], "--drop 'some': give a number of pairs or 'auto'"),
 ])
 def test_audit_bad_input_gives_one_line_and_status_2(tmp_path, capsys, case, args, message):
     csv = _photos_csv(tmp_path)
@@ -234,22 +236,37 @@ def test_audit_end_to_end_on_real_photographs(tmp_path):
     csv, n = _real_photos_csv(tmp_path)
     out = tmp_path / "audit"
     cmd = [sys.executable, "-m", "clipmem_lib.cli", "audit", str(csv), "--out", str(out), "--folds", "2",
-           "--epochs", "3", "--image-size", "64", "--top", "5", "--quiet"]
+           "--epochs", "3", "--image-size", "64", "--top", "5", "--quiet", "--drop", "2"]
     for fold in ("1", "2"):  # the folds as separate jobs, then the final call reuses them
         r = subprocess.run([*cmd, "--fold", fold], capture_output=True, text=True)
         assert r.returncode == 0 and f"fold {fold} of 2: model stored in" in r.stdout, r.stderr
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert f"{n} pairs scored" in r.stdout and str(out / "report.html") in r.stdout
+    assert f"{n} pairs scored" in r.stdout and str(out / "report.html") in r.stdout and "captions look wrong" in r.stdout
     assert len(list((out / "runs" / "clip").iterdir())) == 2  # the final call trained nothing more
     scores = pd.read_csv(out / "scores.csv")
     assert len(scores) == n and sorted(scores["rank"]) == list(range(1, n + 1))
-    assert set(scores.columns) >= {"id", "image_path", "caption", "score", "rank", "similarity_unseen",
-                                   "neighbour_agreement"}
-    assert scores.score.is_monotonic_decreasing
+    assert sorted(scores.miscaption_rank) == list(range(1, n + 1))
+    assert set(scores.columns) >= {"id", "image_path", "caption", "miscaption_score", "flagged", "score", "rank",
+                                   "similarity_unseen", "rank_i2t_unseen", "neighbour_agreement", "nearest_caption"}
+    assert scores.miscaption_score.is_monotonic_decreasing and scores.flagged.sum() == scores.flagged.head(
+        scores.flagged.sum()).sum()  # the flagged are the most suspect
+    src, clean = pd.read_csv(csv, sep="\t"), pd.read_csv(out / "clean.csv", sep="\t")
+    gone = set(scores.image_path.head(2).map(lambda p: pathlib.Path(p).name))
+    assert list(clean.columns) == list(src.columns) and len(clean) == len(src) - 2  # --drop 2, same columns
+    assert clean.equals(src[~src.filepath.isin(gone)].reset_index(drop=True))
     page = (out / "report.html").read_text()
     assert page.count("<figure>") == 10 and "http" not in page  # two galleries of 5; nothing from the network
-    _browser_check(out / "report.html", expected=11)  # 10 gallery images and the histogram
+    _browser_check(out / "report.html", expected=11)  # 10 gallery images and the histograms
+    top = scores.caption.iloc[0]
+    dom = rendered_dom(out / "report.html", "report.html", fragment="sort=miscaption_score&order=asc")
+    rows = re.findall(r'<tr><td data-v="(\d+)"', dom)
+    assert f'data-rows-shown="{n}"' in dom and rows[-1] == "1" and rows[0] == str(n)  # sorted by the score, ascending
+    word = top.split()[-1]
+    dom = rendered_dom(out / "report.html", "report.html", fragment=f"filter={word}")
+    shown = int(re.search(r'data-rows-shown="(\d+)"', dom).group(1))
+    has = lambda col: scores[col].str.lower().str.contains(word.lower(), regex=False)  # noqa: E731
+    assert shown == int((has("caption") | has("nearest_caption")).sum()) and 1 <= shown < n
 
 
 def _browser_check(page: pathlib.Path, expected: int):
@@ -268,7 +285,91 @@ def test_benchmark_summary_and_paired_differences_against_hand_computation():
     half = stats.t.ppf(0.975, 2) * np.std([0.90, 0.80, 0.85], ddof=1) / np.sqrt(3)
     assert clip.auroc == pytest.approx(0.85) and clip.auroc_high == pytest.approx(0.85 + half)
     assert clip.auprc == pytest.approx(0.425) and clip.n_seeds == 3
-    diff = audit.benchmark_differences(table).loc[(0.1, "CLIP score, model trained on all pairs")]
+    diff = audit.benchmark_differences(table, "cross-fitted CLIPMem").loc[(0.1, "CLIP score, model trained on all pairs")]
     d = np.array([0.20, 0.05, 0.25])
     assert diff.difference == pytest.approx(d.mean())
     assert diff.low == pytest.approx(d.mean() - stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3))
+
+
+# ------------------------------------------------ the mis-caption score and its evidence, the NCR baseline
+
+def test_caption_ranks_against_a_loop():
+    g = torch.Generator().manual_seed(3)
+    img, txt = torch.randn(12, 5, generator=g), torch.randn(12, 5, generator=g)
+    i2t, t2i = audit.caption_ranks(img, txt)
+    s = (img.double() @ txt.double().T).numpy()
+    for i in range(12):
+        assert i2t[i] == 1 + sum(s[i, j] > s[i, i] for j in range(12))
+        assert t2i[i] == 1 + sum(s[j, i] > s[i, i] for j in range(12))
+    e = torch.nn.functional.normalize(img, dim=1)
+    assert audit.caption_ranks(e, e)[0].tolist() == [1] * 12  # each image's own caption first
+
+
+def test_miscaption_score_is_the_mean_percentile_rank_of_its_evidence():
+    df = pd.DataFrame(dict(rank_i2t_unseen=[1, 4, 2, 3], rank_t2i_unseen=[1, 3, 2, 4], neighbour_agreement=[0.9, 0.1, 0.5, 0.6],
+                           clipmem_raw=[0.0, 0.3, 0.1, 0.2]))
+    out = audit.miscaption_score(df)
+    by_hand = np.mean([[0.25, 1.0, 0.5, 0.75], [0.25, 0.75, 0.5, 1.0], [0.25, 1.0, 0.75, 0.5], [0.25, 1.0, 0.5, 0.75]], axis=0)
+    assert out == pytest.approx(by_hand) and int(np.argmax(out)) == 1  # worst on every term
+    assert set(audit.MISCAPTION_EVIDENCE) <= set(df.columns)
+
+
+def test_pair_losses_match_clip_loss_and_ncr_finds_the_high_loss_mode():
+    from open_clip.loss import ClipLoss
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(16, 8, generator=g), dim=1)
+    txt = torch.nn.functional.normalize(img + 0.3 * torch.randn(16, 8, generator=g), dim=1)
+    losses = audit.pair_losses(img, txt, 10.0)
+    assert losses.mean() == pytest.approx(float(ClipLoss()(img, txt, torch.tensor(10.0))), rel=1e-5)
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.normal(1.0, 0.1, 90), rng.normal(3.0, 0.2, 10)]  # 10 noisy pairs with high loss
+    p = audit.ncr_scores(x)
+    assert p[90:].min() > 0.9 and p[:90].max() < 0.1
+
+
+def test_cjk_set_renders_glyphs_with_their_definitions():
+    from clipmem_lib.loaders import CJK_FONT, UNIHAN, load_cjk
+
+    if not (pathlib.Path(CJK_FONT).exists() and pathlib.Path(UNIHAN).exists()):
+        pytest.skip("Debian's fonts-noto-cjk and unicode-data are not installed (make installs them where it can)")
+    data = load_cjk(40, image_size=32, seed=0)
+    again = load_cjk(40, image_size=32, seed=0)
+    assert len(data) == 40 and data.images.fingerprint() == again.images.fingerprint()
+    assert data.images.fingerprint() != load_cjk(40, image_size=32, seed=1).images.fingerprint()
+    px = data.images.batch(range(40), [0] * 40, 32)
+    assert px.shape == (40, 3, 32, 32) and (px.amin((1, 2, 3)) < 128).all() and len({p.numpy().tobytes() for p in px}) == 40
+    assert all(0x4E00 <= cp <= 0x9FFF for cp in data.meta.codepoint) and all(c[0] for c in data.captions)
+    with pytest.raises(FileNotFoundError, match="unicode-data"):
+        load_cjk(5, unihan="/nonexistent/Unihan_Readings.txt.bz2")
+
+
+def test_input_problems_are_counted_in_one_line_each_and_empty_pairs_left_out(tmp_path, capsys):
+    csv = _photos_csv(tmp_path)
+    df = pd.read_csv(csv, sep="\t")
+    df.loc[1, "title"] = ""                                   # an empty caption (its pair has no other)
+    df = pd.concat([df, df.iloc[[2]]])                         # p2.png in two rows
+    df.loc[df.index[3], "title"] = df.loc[4, "title"]          # one caption on two pairs
+    df.to_csv(csv, sep="\t", index=False)
+    from clipmem_lib.loaders import load_csv
+
+    lines, keep = audit.input_problems(load_csv(csv))
+    assert len(lines) == 3 and "1 empty caption" in lines[0] and "1 pair(s) with no other caption" in lines[0]
+    assert "1 image path(s) appear in more than one row" in lines[1] and "2 captions were merged" in lines[1]
+    assert "2 pairs share 1 caption" in lines[2] and 1 not in keep and len(keep) == 7
+    assert main(["audit", str(csv), "--out", str(tmp_path / "out"), "--folds", "5", "--quiet"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert sum("warning" in e for e in err) == 3 and "7 pairs are too few for 5 folds" in err[-1]
+
+
+def test_clean_csv_keeps_columns_separator_and_order(tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame(dict(title=["a", "b", "c", "d"], filepath=["x", "y", "x", "z"], extra=["1", "2", "3", "4"])).to_csv(
+        src, sep=",", index=False)
+    assert audit.write_clean_csv(src, tmp_path / "clean.csv", ["x"], sep=",") == 2  # both rows of image x
+    assert (tmp_path / "clean.csv").read_text() == "title,filepath,extra\nb,y,2\nd,z,4\n"
+
+
+def test_estimate_wrong_counts_the_high_mode():
+    rng = np.random.default_rng(1)
+    assert abs(audit.estimate_wrong(np.r_[rng.normal(0.3, 0.05, 180), rng.normal(0.8, 0.05, 20)]) - 20) <= 2
