@@ -313,7 +313,8 @@ def load_cjk(n: int = 2000, image_size: int = 32, seed: int = 0, *, block: tuple
     if n != -1 and len(chosen) < n:
         raise ValueError(f"n={n}: the font renders only {len(chosen)} characters of U+{block[0]:04X}–U+{block[1]:04X}")
     pix = np.repeat(np.stack(pixels)[:, None, None], 3, axis=2)  # (N, 1, 3, H, W)
-    fp = _digest([str(p) for p in (font, unihan, os.path.getsize(font), os.path.getsize(unihan), block, n, image_size, seed)])
+    fp = hashlib.sha256(json.dumps([font, unihan, os.path.getsize(font), os.path.getsize(unihan), list(block), n,
+                                    image_size, seed]).encode()).hexdigest()[:16]  # in order: _digest sorts
     meta = pd.DataFrame(dict(char=[chr(c) for c, _ in chosen], codepoint=[c for c, _ in chosen]))
     return PairData([[text] for _, text in chosen], TensorImages(torch.from_numpy(pix), f"cjk-{fp}"),
                     meta=meta, name=f"CJK characters (Noto Sans CJK, Unihan kDefinition), {len(chosen)} pairs")
