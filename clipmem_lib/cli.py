@@ -25,12 +25,19 @@ def load_pairs(path: str, img_key: str = "filepath", caption_key: str = "title",
     from . import loaders
     from .datasets import load_dataset
 
-    p = pathlib.Path(path)
-    if p.is_dir():
+    kind = _kind_of(path)
+    if kind == "coco":
         return load_dataset("coco", path)
-    if "{" in path or path.endswith(".tar"):
+    if kind == "webdataset":
         return loaders.load_webdataset(path)
     return loaders.load_csv(path, img_key=img_key, caption_key=caption_key, sep=sep)
+
+
+def _kind_of(path: str) -> str:
+    """"coco" (a folder), "webdataset" (a shard pattern) or "csv"."""
+    if pathlib.Path(path).is_dir():
+        return "coco"
+    return "webdataset" if "{" in path or path.endswith(".tar") else "csv"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,8 +87,7 @@ def _audit(args) -> int:
     ctx = Context(store=RunStore(pathlib.Path(args.runs).resolve() if args.runs else out / "runs"), device=args.device,
                   progress=not args.quiet, num_workers=args.workers)
     drop = _drop_count(args.drop)
-    is_csv = not (pathlib.Path(args.path).is_dir() or "{" in args.path or args.path.endswith(".tar"))
-    if drop is not None and not is_csv:
+    if drop is not None and _kind_of(args.path) != "csv":
         raise ValueError(f"--drop writes clean.csv from a CSV input; {args.path} is not a CSV")
     data = load_pairs(args.path, args.csv_img_key, args.csv_caption_key, args.csv_separator)
     warnings, pool = input_problems(data)
