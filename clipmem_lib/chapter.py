@@ -93,10 +93,21 @@ def instruments(P, S: Setup, builtin: bool | None = None) -> Instruments:
     return Instruments(probe, heldout, gallery, tuple(range(P.probe_seeds)))
 
 
+def _submitit_options(P) -> dict:
+    """``Context.submitit`` of a chapter's ``submitit_*`` parameters (those left at "", -1 or 0 leave
+    submitit's or fit_many's defaults)."""
+    folder = str(output_path(P.submitit_folder)) if P.submitit_folder else None
+    given = dict(cluster=P.submitit_cluster or None, folder=folder, slurm_partition=P.submitit_partition or None,
+                 timeout_min=P.submitit_timeout_min, gpus_per_node=None if P.submitit_gpus < 0 else P.submitit_gpus,
+                 cpus_per_task=P.submitit_cpus or None)
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def setup(P) -> Setup:
     """The :class:`Setup` of a chapter's checked parameters ``P`` (the schema's RUN parameters)."""
     ctx = Context(store=RunStore(output_path(P.runs_dir)), device=P.device, progress=P.progress,
-                  num_workers=P.num_workers, n_jobs=P.n_jobs)  # checks the device before any data is read
+                  num_workers=P.num_workers, n_jobs=P.n_jobs, executor=P.executor,
+                  submitit=_submitit_options(P))  # checks the device and the executor before any data is read
     data = load_dataset(P.data_source, P.data_path, n_pairs=P.n_pairs, image_size=P.image_size,
                         n_variants=P.n_variants, generated_path=P.generated_path, seed=P.seed)
     splits = make_splits(len(data), P.n_candidates, P.n_external, None if P.n_shared < 0 else P.n_shared, seed=P.seed)

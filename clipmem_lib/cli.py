@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0, help="seed of the folds, the initialisation and the batch order")
     a.add_argument("--workers", type=int, default=0, help="DataLoader workers decoding images (default 0)")
     a.add_argument("--runs", default=None, help="run store of the trained models (default: OUT/runs)")
+    a.add_argument("--executor", default="local", choices=["local", "submitit"],
+                   help="where the fold models train: here (default), or one submitit job each (SLURM where "
+                        "available; the run store must be on a filesystem the jobs share)")
     a.add_argument("--top", type=int, default=50, help="pairs in each gallery of report.html (default 50)")
     a.add_argument("--drop", default=None, metavar="K|auto", help="write OUT/clean.csv: the input CSV without the K pairs "
                    "most suspect of a wrong caption, or ('auto') without those the audit estimates are wrong")
@@ -85,7 +88,7 @@ def _audit(args) -> int:
     size = size[0] if isinstance(size, (list, tuple)) else int(size)
     out = pathlib.Path(args.out).resolve()
     ctx = Context(store=RunStore(pathlib.Path(args.runs).resolve() if args.runs else out / "runs"), device=args.device,
-                  progress=not args.quiet, num_workers=args.workers)
+                  progress=not args.quiet, num_workers=args.workers, executor=args.executor)
     drop = _drop_count(args.drop)
     if drop is not None and _kind_of(args.path) != "csv":
         raise ValueError(f"--drop writes clean.csv from a CSV input; {args.path} is not a CSV")

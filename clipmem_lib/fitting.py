@@ -9,11 +9,15 @@ train through the run store, so a second call with the same job loads the stored
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import copy
 import dataclasses
+import functools
+import json
 import multiprocessing
 import os
 import pathlib
+import re
 import shutil
 from typing import ClassVar, Sequence
 
@@ -24,9 +28,9 @@ from tqdm.auto import tqdm
 
 from .data import PairData
 from .models import CaptionTokenizer, model_for, tokenizer_for
-from .runtime import Context, timer
+from .runtime import Context, timer, worker
 from .splits import Splits
-from .store import config_key
+from .store import RunStore, config_key
 from .train import TrainConfig, train_clip
 from .vision import (Classifier, Encoder, VisionConfig, first_level_targets, train_classifier, train_dino,
                      train_supervised, vision_tower)
@@ -225,21 +229,108 @@ def fit(job: Job, ctx: Context | None = None, *, force: bool = False) -> Trained
     path = None if force else ctx.store.entry(job.kind, key)
     # stored before snapshots were asked for: train it once more, keeping them
     force = force or (path is not None and job.missing_from(path))
-    return ctx.store.load(job.kind, key, lambda out, scratch: job.train(out, scratch, ctx), job.load, force)
+    trained = []
+
+    def build(out, scratch):
+        trained.append(True)
+        job.train(out, scratch, ctx)
+
+    model = ctx.store.load(job.kind, key, build, job.load, force)
+    _record(job, model.key, bool(trained))
+    return model
+
+
+LEDGER_ENV = "CLIPMEM_TRAININGS"  # set by the book runner: where fit writes a line per training it is asked for
+
+
+def _record(job: Job, key: str, trained: bool) -> None:
+    """The book's ledger of trainings (``$CLIPMEM_TRAININGS``), which its cost plan (plan.py) is checked against."""
+    path = os.environ.get(LEDGER_ENV)
+    if path:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(dict(kind=job.kind, model=job.model_name, n_train=len(job.indices),
+                                     epochs=job.config.epochs, key=key, trained=trained)) + "\n")
 
 
 def _fit_in_worker(threads: int, job: Job, ctx: Context, force: bool) -> None:
+    """:func:`fit` of one job in a worker (a local spawn process or a submitit job), with ``threads`` threads."""
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    fit(job, ctx, force=force)
+    try:
+        with worker():
+            fit(job, ctx, force=force)
+    finally:
+        torch.set_num_threads(before)  # submitit's "debug" cluster runs the job in the caller's process
+
+
+def _submitit_executor(ctx: Context, threads: int):
+    """submitit's AutoExecutor for ``ctx.submitit``: its ``cluster`` and ``folder`` (default
+    ``<store>/.submitit``), then the other options over the defaults: 12 hours, ``threads`` CPUs, one GPU
+    per job when ``ctx.device`` is CUDA."""
+    import submitit
+
+    opts = dict(ctx.submitit)
+    cluster, folder = opts.pop("cluster", None) or None, opts.pop("folder", None) or ctx.store.root / ".submitit"
+    cuda = ctx.device is not None and str(ctx.device).startswith("cuda")
+    opts = {"name": "clipmem-fit", "timeout_min": 720, "cpus_per_task": threads, "gpus_per_node": int(cuda), **opts}
+    if not opts["gpus_per_node"]:
+        del opts["gpus_per_node"]  # SLURM would be asked for --gpus-per-node=0
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    executor.update_parameters(**opts)
+    return executor
+
+
+def _gist(err: BaseException) -> str:
+    """The line of a worker's error that says what went wrong (a submitit error holds the whole traceback)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line)]
+    return raised[-1] if raised else f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
+def _train_elsewhere(jobs: list[Job], ctx: Context, force: bool) -> bool:
+    """Train ``jobs`` into the run store outside this process: one submitit job each (executor "submitit")
+    or ``ctx.n_jobs`` local spawn processes; False, with nothing done, where they train here instead
+    (executor "local" with ``n_jobs`` 1, one job, or CUDA).  Every job runs to its end, then one error names
+    each that failed (a local one raises its own error); the finished ones are in the store."""
+    remote = ctx.executor == "submitit"
+    cuda = ctx.device is not None and str(ctx.device).startswith("cuda")
+    if not jobs or not remote and (len(jobs) < 2 or ctx.n_jobs < 2 or cuda):
+        return False
+    # a submitit job uses this process's thread count (or its cpus_per_task), so it matches a training here
+    threads = (ctx.submitit.get("cpus_per_task") or torch.get_num_threads() if remote
+               else max(1, (os.cpu_count() or 1) // ctx.n_jobs))
+    store = RunStore(ctx.store.root.absolute()) if ctx.store.root is not None else ctx.store
+    work = functools.partial(_fit_in_worker, threads, ctx=ctx.replace(store=store, progress=False), force=force)
+    with timer("training"), contextlib.ExitStack() as stack:
+        if remote:
+            handles, desc = _submitit_executor(ctx, threads).map_array(work, jobs), f"{len(jobs)} submitit jobs"
+        else:
+            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
+                min(ctx.n_jobs, len(jobs)), mp_context=multiprocessing.get_context("spawn")))
+            handles, desc = [pool.submit(work, j) for j in jobs], f"{len(jobs)} trainings, {ctx.n_jobs} at a time"
+        errors = [h.exception() for h in tqdm(handles, disable=not ctx.progress, desc=desc)]  # waits for each
+    failed = [(j, e, h) for j, e, h in zip(jobs, errors, handles) if e is not None]
+    if failed:
+        summary = f"{len(failed)} of {len(jobs)} trainings failed (the others are in the run store):" + "".join(
+            f"\n  {j.kind} {ctx.store.key_of(j.kind, j.key())} ({j.desc or j.kind}): {_gist(e)}"
+            + (f"; log: {h.paths.stderr}" if remote else "") for j, e, h in failed)
+        if remote:
+            raise RuntimeError(summary)
+        failed[0][1].add_note(summary)
+        raise failed[0][1]  # a local worker's own error (a ValueError stays one)
+    return True
 
 
 def fit_many(jobs: Sequence[Job], ctx: Context | None = None, *, force: bool = False) -> list[TrainedModel]:
     """Several trainings (the sweeps of Table 1, Fig. 5a, Table 3, Table 8 and Fig. 6; Sec. 4.5's models), in order.
 
-    Stored models are loaded; the others train in ``ctx.n_jobs`` worker processes with
-    ``cpu_count // n_jobs`` threads each (CUDA jobs and ``n_jobs=1`` train here, one after another).
-    Equal jobs train once.  A failing job raises; the finished ones stay in the store.  Thread count
-    changes float rounding, so a model trained in a worker matches a sequential one to rounding.
+    Stored models are loaded; the others train where ``ctx.executor`` says.  "local": in ``ctx.n_jobs``
+    worker processes with ``cpu_count // n_jobs`` threads each (CUDA jobs and ``n_jobs=1`` train here,
+    one after another).  "submitit": one submitit job per missing model (SLURM, or ``ctx.submitit``'s
+    cluster), each training it into the shared run store with this process's thread count; a re-run
+    submits only what is still missing.  Equal jobs train once.  Failed jobs raise one error naming each
+    (with its log for submitit); the finished ones stay in the store.  Thread count changes float
+    rounding, so a model trained in a local worker matches a sequential one to rounding.
     """
     ctx = ctx or Context()
     keys = [j.key() for j in jobs]  # hashes the indices and captions: once per job
@@ -249,17 +340,7 @@ def fit_many(jobs: Sequence[Job], ctx: Context | None = None, *, force: bool = F
         path = None if force else ctx.store.entry(j.kind, k)
         if i not in todo and (path is None or j.missing_from(path)):
             todo[i] = j
-    missing = list(todo.values())
-    cuda = ctx.device is not None and str(ctx.device).startswith("cuda")
-    if len(missing) > 1 and ctx.n_jobs > 1 and not cuda:
-        threads = max(1, (os.cpu_count() or 1) // ctx.n_jobs)
-        quiet = ctx.replace(progress=False)
-        with timer("training"), concurrent.futures.ProcessPoolExecutor(min(ctx.n_jobs, len(missing)),
-                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_fit_in_worker, threads, j, quiet, force) for j in missing]
-            for fut in tqdm(concurrent.futures.as_completed(futures), total=len(futures), disable=not ctx.progress,
-                            desc=f"{len(missing)} trainings, {ctx.n_jobs} at a time"):
-                fut.result()  # a failed job raises here; the finished ones stay in the store
+    if _train_elsewhere(list(todo.values()), ctx, force):
         force = False  # all of them are stored now
     done = {i: fit(j, ctx, force=force) for i, j in todo.items()}
     return [done.get(i) or fit(j, ctx) for j, i in zip(jobs, idents)]

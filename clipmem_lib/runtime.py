@@ -1,8 +1,8 @@
 """Where and how the library runs: the run store, the device, progress bars and parallelism.
 
 Notebooks get one :class:`Context` from :func:`clipmem_lib.chapter.setup` and pass it to every cached
-call (``ctx=S.ctx``) instead of repeating ``store``, ``device``, ``progress``, ``num_workers`` and
-``n_jobs`` at each call.
+call (``ctx=S.ctx``) instead of repeating ``store``, ``device``, ``progress``, ``num_workers``,
+``n_jobs`` and where a sweep's trainings run (``executor``, ``submitit``) at each call.
 """
 from __future__ import annotations
 
@@ -18,17 +18,31 @@ import torch
 
 from .store import RunStore, output_path
 
-__all__ = ["Context", "default_device", "resolve_device", "timer", "timed", "TIMINGS_ENV", "CHAPTER_ENV", "CATEGORIES"]
+__all__ = ["Context", "default_device", "resolve_device", "timer", "timed", "worker", "TIMINGS_ENV", "CHAPTER_ENV",
+           "CATEGORIES", "EXECUTORS", "SUBMITIT_PIN"]
 
 TIMINGS_ENV, CHAPTER_ENV = "CLIPMEM_TIMINGS", "CLIPMEM_CHAPTER"  # set by the book runner (book.py)
 CATEGORIES = ("training", "embeddings", "probing", "unitmem", "plotting")
+EXECUTORS = ("local", "submitit")  # where fit_many trains what the store lacks (Context.executor)
+SUBMITIT_PIN = "submitit==1.5.4"  # the tested version (requirements.txt); optional, so not in pyproject's dependencies
 _open: list[float] = []  # time spent in nested timed calls, per open call
+_worker: list[bool] = []  # non-empty inside worker(): this process trains for another
+
+
+@contextlib.contextmanager
+def worker():
+    """Inside it this process trains for another one (a submitit job), so its timings count as a worker's."""
+    _worker.append(True)
+    try:
+        yield
+    finally:
+        _worker.pop()
 
 
 @contextlib.contextmanager
 def timer(category: str):
-    """Context manager form of :func:`timed`.  In a worker process (``n_jobs`` > 1) the category gets
-    " (workers)": those seconds run beside the chapter's own and are reported apart."""
+    """Context manager form of :func:`timed`.  In a worker process (``n_jobs`` > 1, or a submitit job) the
+    category gets " (workers)": those seconds run beside the chapter's own and are reported apart."""
     path = os.environ.get(TIMINGS_ENV)
     if not path:
         yield
@@ -41,7 +55,7 @@ def timer(category: str):
         inner, total = _open.pop(), time.perf_counter() - start
         if _open:
             _open[-1] += total  # a nested call's time is its own, not its caller's
-        if multiprocessing.parent_process() is not None:
+        if _worker or multiprocessing.parent_process() is not None:
             category += " (workers)"
         with open(path, "a") as fh:
             fh.write(json.dumps(dict(chapter=os.environ.get(CHAPTER_ENV, ""), category=category,
@@ -78,7 +92,14 @@ class Context:
     device:      "cpu", "cuda" or "cuda:k" (None: CUDA if visible);
     progress:    tqdm bars while training;
     num_workers: DataLoader workers decoding image files while training;
-    n_jobs:      trainings of a sweep run side by side in worker processes (CPU only).
+    n_jobs:      trainings of a sweep run side by side in worker processes (CPU only, executor "local");
+    executor:    where :func:`~clipmem_lib.fitting.fit_many` trains what the store lacks: "local" (here, or in
+                 ``n_jobs`` processes) or "submitit" (one submitit job per training, SLURM where available; the
+                 store must be on a filesystem the jobs share);
+    submitit:    options of submitit's ``AutoExecutor.update_parameters`` (``timeout_min``, ``slurm_partition``,
+                 ``gpus_per_node``, ``cpus_per_task``, …) and two of its constructor: ``cluster`` ("slurm";
+                 "local" runs the jobs as processes here, "debug" in this process; default: SLURM where
+                 available) and ``folder`` (its logs; default ``<store>/.submitit``).
     """
 
     store: RunStore = dataclasses.field(default_factory=lambda: RunStore(output_path("runs")))
@@ -86,6 +107,8 @@ class Context:
     progress: bool = True
     num_workers: int = 0
     n_jobs: int = 1
+    executor: str = "local"
+    submitit: dict = dataclasses.field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         d = self.device
@@ -97,6 +120,19 @@ class Context:
             v = getattr(self, name)
             if not isinstance(v, int) or v < (0 if name == "num_workers" else 1):
                 raise ValueError(f"{name} must be an integer ≥ {0 if name == 'num_workers' else 1}, got {v!r}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be {' or '.join(map(repr, EXECUTORS))}, got {self.executor!r}")
+        if not isinstance(self.submitit, dict) or not all(isinstance(k, str) for k in self.submitit):
+            raise ValueError(f"submitit must be a dict of submitit options by name, got {self.submitit!r}")
+        if self.executor == "submitit":
+            try:
+                import submitit  # noqa: F401
+            except ImportError:
+                raise ValueError(f"executor 'submitit' needs the submitit package: pip install {SUBMITIT_PIN}") from None
+            if self.store.root is None:
+                raise ValueError("executor 'submitit' needs a run store with a folder: its jobs hand their models "
+                                 "back through it")
 
     def replace(self, **changes) -> "Context":
+        """A copy with ``changes`` (checked like a new one)."""
         return dataclasses.replace(self, **changes)

@@ -33,6 +33,13 @@ seeds: int = 1  # training seeds per setting, paired across settings (cpu profil
 device: str = "cpu"  # "cpu" or "cuda"
 num_workers: int = 0  # DataLoader workers decoding image files while training (paper profile: 8)
 n_jobs: int = 1  # CPU trainings of a sweep run side by side in worker processes (GPU runs go one at a time)
+executor: str = "local"  # where a sweep's missing trainings run: "local" (this machine) or "submitit" (SLURM jobs through submitit; submitit_* below)
+submitit_cluster: str = ""  # submitit's cluster: "" = SLURM where available, else local processes; "local" or "debug" run here
+submitit_folder: str = ""  # submitit's job logs (relative to the project root); "" = <runs_dir>/.submitit
+submitit_partition: str = ""  # SLURM partition of the jobs ("" = the cluster's default)
+submitit_timeout_min: int = 720  # time limit of each training job, in minutes
+submitit_gpus: int = -1  # GPUs per job; -1 = 1 when device is "cuda", else none
+submitit_cpus: int = 0  # CPUs per job, also its torch threads; 0 = this process's torch threads (the same rounding as a run here)
 runs_dir: str = "runs"  # run store (relative to the project root)
 results_dir: str = "book/generated/results"  # where paper-vs-run tables are saved for the summary
 progress: bool = False  # show tqdm progress bars while training
@@ -68,7 +75,8 @@ cjk_rates: list = [0.1]  # planting rates of the CJK benchmark (full grid: 0.05,
 # What chapter.setup reads: data, splits, training recipe and where and how to run.
 RUN = ["data_source", "data_path", "n_pairs", "image_size", "n_variants", "generated_path", "n_candidates",
        "n_external", "n_shared", "model", "epochs", "batch_size", "lr", "warmup", "n_crops", "n_test", "seed", "seeds",
-       "device", "num_workers", "n_jobs", "runs_dir", "results_dir", "progress"]
+       "device", "num_workers", "n_jobs", "executor", "submitit_cluster", "submitit_folder", "submitit_partition",
+       "submitit_timeout_min", "submitit_gpus", "submitit_cpus", "runs_dir", "results_dir", "progress"]
 
 # The utility instruments (chapter.instruments) of the chapters that measure utility.
 UTILITY = {"probe_size": None, "heldout_pairs": None, "gallery_size": None}
