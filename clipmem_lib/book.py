@@ -8,6 +8,7 @@
     python -m clipmem_lib.book params                            # write the parameters cells from the schema
     python -m clipmem_lib.book timings                           # where the last run's time went, per chapter
     python -m clipmem_lib.book static                            # MathJax 3 into _static/mathjax (make html does it)
+    python -m clipmem_lib.book plan --profile paper-lite         # every training the run asks for, and its cost
 
 A profile (``profiles/<name>.yaml``) is a flat set of parameter values; each notebook receives those it
 declares.  A value ``???`` must be supplied (``--data`` fills ``data_path``).  Every parameter, and the
@@ -28,15 +29,17 @@ import sys
 import time
 
 import nbformat
+import pandas as pd
 import yaml
 
 from .datasets import check_source
+from .fitting import LEDGER_ENV
 from .runtime import CATEGORIES, CHAPTER_ENV, TIMINGS_ENV
 from .params import ParameterError, declared_parameters, listing_of, sibling_parameters, validate
 from .schema import CHAPTERS, parameters_cell
 from .store import project_path
 
-__all__ = ["load_profile", "declared_parameters", "plan", "check_data", "run_notebooks", "timing_table",
+__all__ = ["load_profile", "declared_parameters", "plan", "check_data", "training_plan", "run_notebooks", "timing_table",
            "strip_outputs", "write_parameters", "install_mathjax", "main"]
 
 REQUIRED = "???"
@@ -124,6 +127,56 @@ def write_parameters(notebook, check: bool = False) -> bool:
     return True
 
 
+def training_plan(planned: dict, runs, out_dir=None, *, samples_per_s: float | None = None,
+                  n_data: int | None = None):
+    """(every training the planned notebooks ask for, the cost per chapter, a note on the rate used):
+    :func:`~clipmem_lib.plan.book_trainings` and :func:`~clipmem_lib.plan.cost_table`.  A new training is
+    marked stored when the last run into ``out_dir`` recorded it (``trainings/<chapter>.jsonl``, matched by
+    kind, model, pairs and epochs, in order) and its entry is in the run store ``runs``; the rate is
+    ``samples_per_s`` or the median of the store's own trainings of each kind and model."""
+    from .plan import book_trainings, cost_table, ledger, measured_throughput
+
+    rows = book_trainings(planned, n_data).assign(key="")
+    root, stored, seen = pathlib.Path(runs), set(), set()
+    shape = ["kind", "model", "n_train", "epochs"]
+    for stem in dict.fromkeys(rows.chapter):
+        done = ledger(pathlib.Path(out_dir or ".") / "trainings" / f"{stem}.jsonl").drop_duplicates("key")
+        done, seen = done[~done.key.isin(seen)], seen | set(done.key)  # keys first asked for in this chapter
+        part = rows[rows.new & (rows.chapter == stem)]
+        for sh, want in part.groupby(shape, sort=False):
+            have = done[(done[shape] == pd.Series(sh, index=shape)).all(axis=1)]
+            if len(have) == len(want):  # the same trainings as the last run: its keys are theirs
+                rows.loc[want.index, "key"] = have.key.to_numpy()
+                stored |= {i for i, k, kind in zip(want.index, have.key, have.kind)
+                           if (root / kind / k / "config.json").is_file()}
+    measured = {} if samples_per_s else measured_throughput(root)
+    todo = rows[rows.new & ~rows.index.isin(stored)]
+    assumed = sorted({(k, m) for k, m in zip(todo.kind, todo.model) if not samples_per_s and (k, m) not in measured})
+    rates = dict(measured)
+    if measured:  # a kind and model the store never trained: costed at the median of the measured rates
+        rates.update({km: float(pd.Series(list(measured.values())).median()) for km in assumed})
+    costs = cost_table(rows, stored, samples_per_s, rates)
+    used = (f"{samples_per_s:,.0f} samples/s (given)" if samples_per_s else
+            "; ".join(f"{m} {k} {r:,.0f} samples/s" for (k, m), r in sorted(measured.items())
+                      if ((rows.kind == k) & (rows.model == m)).any()) or "none measured in the run store")
+    note = f"rate: {used}"
+    if assumed:
+        note += (f"; {', '.join(f'{m} ({k})' for k, m in assumed)} never trained in the store: "
+                 + ("costed at the median measured rate" if measured else "give --samples-per-s"))
+    return rows.assign(stored=rows.index.isin(stored)), costs, note
+
+
+def _plan_line(planned: dict, runs, out) -> str:
+    """The plan's total in one line (what ``run`` prints before any kernel starts)."""
+    try:
+        _, costs, note = training_plan(planned, runs, out)
+    except ValueError as e:  # e.g. real data of unknown size: the run itself does not need the plan
+        return f"not available: {e}"
+    t = {k: (v if k == "hours" else int(v)) for k, v in costs.loc["total"].items()}
+    return (f"{t['new']} trainings, {t['stored']} of them already in {runs}; {t['to train']} to train, "
+            f"{t['samples']:,} samples" + (f", about {t['hours']:.1f} h" if pd.notna(t["hours"]) else "") + f" ({note})")
+
+
 @dataclasses.dataclass
 class Result:
     notebook: str
@@ -140,12 +193,15 @@ def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None
     (out_dir / "failed").mkdir(parents=True, exist_ok=True)
     kernel = kernel or _default_kernel()
     (out_dir / "timings").mkdir(exist_ok=True)
+    (out_dir / "trainings").mkdir(exist_ok=True)
     results = []
     for src, params in planned.items():
         dest, tmp, failed = out_dir / src.name, out_dir / f".{src.stem}.partial.ipynb", out_dir / "failed" / src.name
-        log = out_dir / "timings" / f"{src.stem}.jsonl"
+        log, ledger = out_dir / "timings" / f"{src.stem}.jsonl", out_dir / "trainings" / f"{src.stem}.jsonl"
         log.write_text("")
-        os.environ[TIMINGS_ENV], os.environ[CHAPTER_ENV] = str(log), src.stem  # the kernel inherits both
+        ledger.write_text("")
+        os.environ[TIMINGS_ENV], os.environ[CHAPTER_ENV] = str(log), src.stem  # the kernel inherits all three
+        os.environ[LEDGER_ENV] = str(ledger)
         print(f"[book] {src.stem}: running with {params or 'defaults'}", flush=True)
         t0 = time.perf_counter()
         try:
@@ -270,6 +326,8 @@ def main(argv=None) -> int:
     r.add_argument("--runs", default="runs", help="the run store folder (default: runs)")
     r.add_argument("--only", nargs="*", default=None, help="notebook stems to run (default: all)")
     r.add_argument("--set", nargs="*", default=None, metavar="NAME=VALUE", help="override parameters (YAML values)")
+    r.add_argument("--executor", default=None, choices=["local", "submitit"],
+                   help="where the sweeps' trainings run (the executor parameter; submitit_* set its options)")
     r.add_argument("--src", default="notebooks", help="folder of the source notebooks")
     r.add_argument("--out", default="book/generated", help="folder of the executed notebooks")
     r.add_argument("--kernel", default=None, help="Jupyter kernel (default: clipmem if installed, else python3)")
@@ -285,6 +343,17 @@ def main(argv=None) -> int:
     q.add_argument("--check", action="store_true", help="only report notebooks whose cell differs")
     m = sub.add_parser("static", help="copy MathJax 3 into the book's static files (what make html does first)")
     m.add_argument("--dest", default="_static/mathjax", help="where _config.yml's mathjax_path points")
+    n = sub.add_parser("plan", help="list every training a profile asks for, and what it costs (nothing runs)")
+    n.add_argument("--profile", default="cpu", help="profiles/<name>.yaml or a YAML path (default: cpu)")
+    n.add_argument("--data", default=None, help="data_path, as for run (the plan reads no data)")
+    n.add_argument("--runs", default="runs", help="the run store whose entries count as done (default: runs)")
+    n.add_argument("--out", default="book/generated", help="the last run's folder, whose ledger names the keys")
+    n.add_argument("--only", nargs="*", default=None, help="notebook stems to plan (default: all)")
+    n.add_argument("--set", nargs="*", default=None, metavar="NAME=VALUE", help="override parameters (YAML values)")
+    n.add_argument("--samples-per-s", type=float, default=None,
+                   help="training throughput to cost with (default: measured from the run store's trainings)")
+    n.add_argument("--pairs", type=int, default=None, help="pairs in the real data (only when n_shared is -1)")
+    n.add_argument("--summary", action="store_true", help="the per-chapter table only, not every training")
     a = ap.parse_args(argv)
 
     if a.cmd == "static":
@@ -331,9 +400,9 @@ def main(argv=None) -> int:
         print(("not stripped: " if a.check else "stripped: ") + (", ".join(map(str, dirty)) or "none"))
         return 1 if (a.check and dirty) else 0
 
-    src = project_path(a.src)
+    src = project_path(getattr(a, "src", "notebooks"))
     notebooks = sorted(src.glob("*.ipynb"))
-    book = sibling_parameters(a.src)
+    book = sibling_parameters(str(src))
     if a.only:
         unknown = set(a.only) - {p.stem for p in notebooks}
         if unknown:
@@ -344,12 +413,25 @@ def main(argv=None) -> int:
     out = project_path(a.out)
     try:
         profile = load_profile(a.profile)
-        planned = plan(notebooks, profile, _parse_sets(a.set), a.data,
+        data = a.data or ("(not given)" if a.cmd == "plan" and profile.get("data_path") == REQUIRED else None)
+        sets = {**_parse_sets(a.set), **({"executor": a.executor} if getattr(a, "executor", None) else {})}
+        planned = plan(notebooks, profile, sets, data,
                        fixed={"runs_dir": str(project_path(a.runs)), "results_dir": str(out / "results")}, book=book)
-        check_data(planned)
-    except ParameterError as e:
+        if a.cmd == "plan":
+            rows, costs, note = training_plan(planned, project_path(a.runs), out, samples_per_s=a.samples_per_s,
+                                              n_data=a.pairs)
+        else:
+            check_data(planned)
+    except (ParameterError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if a.cmd == "plan":
+        if not a.summary:
+            with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
+                print(rows.drop(columns=["ident", "snapshots"]).to_string(index=False))
+        print(f"\nprofile {a.profile}: {note}\n{costs.to_string()}")
+        return 0
+    print(f"[book] plan: {_plan_line(planned, project_path(a.runs), out)}", flush=True)
     t0 = time.perf_counter()
     results = run_notebooks(planned, out, kernel=a.kernel, cwd=project_path("."), progress=not a.no_progress)
     print(f"\n[book] profile {a.profile}: {sum(r.ok for r in results)}/{len(results)} notebooks ran in "

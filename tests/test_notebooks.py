@@ -9,10 +9,12 @@ import subprocess
 import sys
 
 import nbformat
+import pandas as pd
 import pytest
 
 from browser import rendered_dom
-from clipmem_lib import book, report
+from clipmem_lib import book, plan, report
+from clipmem_lib.params import sibling_parameters
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -71,3 +73,17 @@ def test_math_renders_with_the_network_off(smoke):
     dom = rendered_dom(page, "the built chapter 07")
     text = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S | re.I)
     assert "<mjx-container" in text and "\\(" not in text, text[text.find("\\("):][:300]
+
+
+def test_the_cost_plan_lists_every_training_the_smoke_run_did(smoke):
+    out, shape = smoke[0] / "book" / "generated", ["kind", "model", "n_train", "epochs"]
+    planned = book.plan(sorted((ROOT / "notebooks").glob("*.ipynb")), book.load_profile("smoke"),
+                        fixed={"runs_dir": "runs", "results_dir": "results"}, book=sibling_parameters())
+    rows, costs, _ = book.training_plan(planned, smoke[0] / "runs", out)
+    for stem, part in rows.groupby("chapter"):
+        ran = plan.ledger(out / "trainings" / f"{stem}.jsonl")
+        trained = ran[ran.trained].drop_duplicates("key")
+        assert sorted(map(tuple, trained[shape].values.tolist())) == sorted(map(tuple, part[part.new][shape].values.tolist())), stem
+        assert ran.key.nunique() == part.ident.nunique(), stem  # every key asked for, repeats within the chapter once
+    assert set(rows[rows.new].key) == set(pd.concat([plan.ledger(p) for p in (out / "trainings").glob("*.jsonl")]).query("trained").key)
+    assert costs.loc["total", "stored"] == rows.new.sum() > 100 and costs.loc["total", "to train"] == 0

@@ -1,0 +1,92 @@
+"""The cost plan (plan.py, `book plan`): each chapter's trainings from its parameters, repeats across
+chapters counted once, the stored ones marked from the last run's ledger, and the cost arithmetic.  The
+plan against a real smoke run of the whole book is checked in test_notebooks.py."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clipmem_lib import audit, book, plan
+from clipmem_lib.sweeps import table1_settings
+from clipmem_lib.train import TrainConfig
+
+SMALL = dict(n_pairs=300, n_candidates=30, n_external=30, epochs=3, seeds=2)
+
+
+def test_audit_folds_train_on_every_pair_outside_their_fold():
+    for p, k in [(301, 2), (1000, 5), (37, 3)]:
+        folds = audit.assign_folds(p, k, seed=4)
+        want = sorted([int(((folds >= 0) & (folds != j)).sum()) for j in range(k)] + [p])
+        got = plan.chapter_trainings("09_audit", {**SMALL, "n_pairs": p, "audit_pairs": -1, "audit_folds": k,
+                                                  "audit_rates": [0.1], "seeds": 1, "cjk_pairs": 0})
+        assert sorted(t.n_train for t in got) == want
+
+
+def test_repeats_across_chapters_are_one_training_each():
+    given = {f"{s}": SMALL for s in ("01_metric", "02_memorisation", "03_modalities")}
+    rows = plan.book_trainings(given)
+    new = rows.groupby("chapter").new.sum()
+    assert new.to_dict() == {"01_metric": 4, "02_memorisation": 2, "03_modalities": 0}  # 02: poisoned f; g reused
+    assert rows.groupby("chapter").size().to_dict() == {"01_metric": 4, "02_memorisation": 8, "03_modalities": 4}
+    assert (rows.n_train == 300 - 30 - 30).all() and (rows.samples == 240 * 3).all()
+
+
+def test_removal_counts_follow_the_grid_and_all_of_s_c_is_one_set():
+    rows = plan.chapter_trainings("07_removal", {**SMALL, "removal_fractions": [0.2, 0.4, 1.0], "poison_fraction": 0.4})
+    removal = [t for t in rows if isinstance(t.ident[-1], tuple)]
+    # seed 0: clean 2 strategies and planted 4 over k = 6, 12, 30; seed 1: 2 strategies at k_peak = 12 and k_late = 30
+    assert len(removal) == 2 * 3 + 4 * 3 + 2 * 2
+    at_all = {t.ident for t in removal if t.n_train == 300 - 30 - 30 - 30}
+    assert len(at_all) == 3  # removing all of S_C: one set whatever the strategy (clean seed 0, planted seeds 0, 1)
+
+
+def test_table1_without_generated_images_has_the_real_image_cases_only():
+    base = TrainConfig(epochs=2)
+    assert list(table1_settings(base, 1)) == ["1 image, 1 caption", "1 image, 5 captions"]
+    five = table1_settings(base, 6)
+    assert len(five) == 5 and five["5 generated images, 1 caption"].image_variants == (1, 2, 3, 4, 5)
+
+
+def test_cost_table_counts_new_unstored_samples_at_the_rate():
+    rows = plan.book_trainings({"01_metric": SMALL, "02_memorisation": SMALL})
+    costs = plan.cost_table(rows, stored={0}, samples_per_s=36.0)
+    assert costs.loc["01_metric", "to train"] == 3 and costs.loc["02_memorisation", "to train"] == 2
+    assert costs.loc["total", "samples"] == 5 * 720
+    assert costs.loc["total", "hours"] == pytest.approx(5 * 720 / 36 / 3600)
+
+
+def _entry(root, kind, key, model, rates):
+    d = root / kind / key
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"config": {"model_name": model}}))
+    pd.DataFrame({"epoch": range(len(rates)), "samples_per_s": rates}).to_csv(d / "history.csv", index=False)
+
+
+def test_measured_rate_is_the_median_of_the_stores_trainings(tmp_path):
+    _entry(tmp_path, "clip", "a", "clipmem-tiny", [100, 200, 300])
+    _entry(tmp_path, "clip", "b", "clipmem-tiny", [400, 400, 400])
+    _entry(tmp_path, "clip", "c", "clipmem-tiny", [1000, 1000, 1000])
+    _entry(tmp_path, "dino", "d", "clipmem-tiny", [50])
+    assert plan.measured_throughput(tmp_path) == {("clip", "clipmem-tiny"): 400.0, ("dino", "clipmem-tiny"): 50.0}
+
+
+def test_the_last_runs_ledger_marks_what_is_in_the_store(tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    (out / "trainings").mkdir(parents=True)
+    lines = [dict(kind="clip", model="clipmem-tiny", n_train=240, epochs=3, key=k, trained=True) for k in "abcd"]
+    (out / "trainings" / "01_metric.jsonl").write_text("\n".join(map(json.dumps, lines)))
+    _entry(runs, "clip", "b", "clipmem-tiny", [720.0])
+    rows, costs, note = book.training_plan({"01_metric": SMALL}, runs, out)
+    assert list(rows.key) == list("abcd") and rows.stored.sum() == 1
+    assert costs.loc["total", "to train"] == 3 and costs.loc["total", "hours"] == pytest.approx(3 * 720 / 720 / 3600)
+    assert "720 samples/s" in note
+
+
+def test_plan_command_costs_the_paper_profile_without_its_data(capsys):
+    assert book.main(["plan", "--profile", "paper", "--summary", "--samples-per-s", "900"]) == 0
+    out = capsys.readouterr().out
+    total = [line for line in out.splitlines() if line.startswith("total")][0].split()
+    assert int(total[2]) > 100 and float(total[-1]) > 100  # hundreds of GPU-hours at paper scale, 3 seeds
+    assert book.main(["plan", "--profile", "smoke", "--set", "seeds=x"]) == 2
+    assert "seeds" in capsys.readouterr().err
