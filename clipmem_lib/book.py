@@ -416,7 +416,8 @@ def main(argv=None) -> int:
         data = a.data or ("(not given)" if a.cmd == "plan" and profile.get("data_path") == REQUIRED else None)
         sets = {**_parse_sets(a.set), **({"executor": a.executor} if getattr(a, "executor", None) else {})}
         planned = plan(notebooks, profile, sets, data,
-                       fixed={"runs_dir": str(project_path(a.runs)), "results_dir": str(out / "results")}, book=book)
+                       fixed={"runs_dir": str(project_path(a.runs)), "results_dir": str(out / "results"),
+                              "profile": pathlib.Path(a.profile).stem}, book=book)
         if a.cmd == "plan":
             rows, costs, note = training_plan(planned, project_path(a.runs), out, samples_per_s=a.samples_per_s,
                                               n_data=a.pairs)

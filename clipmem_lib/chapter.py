@@ -34,6 +34,7 @@ class Setup:
     train: TrainConfig
     ctx: Context
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
+    profile: str = ""  # the book's profile (the scale's name), when the book runner ran the chapter
 
     def seeded(self, config: TrainConfig | None = None) -> dict[int, TrainConfig]:
         """``config`` (default: the chapter's) once per training seed.  Settings trained with the same
@@ -43,7 +44,7 @@ class Setup:
     def describe(self) -> str:
         """One line on the scale of the run, printed at the top of each chapter."""
         s = self.splits
-        return (f"{len(self.data)} pairs ({self.data.name}); |S_S|={len(s.shared)}, |S_C|=|S_I|={len(s.candidates)}, "
+        return ((f"profile {self.profile}: " if self.profile else "") + f"{len(self.data)} pairs ({self.data.name}); |S_S|={len(s.shared)}, |S_C|=|S_I|={len(s.candidates)}, "
                 f"|S_E|={len(s.external)}; {self.train.epochs} epochs, {len(self.seeds)} training seed"
                 f"{'s' if len(self.seeds) > 1 else ''} per setting, device {self.ctx.device}")
 
@@ -114,4 +115,4 @@ def setup(P) -> Setup:
     if P.seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {P.seeds}")
     cfg = TrainConfig(epochs=P.epochs, batch_size=P.batch_size, lr=P.lr, warmup=P.warmup, seed=P.seed)
-    return Setup(data, splits, cfg, ctx, [P.seed + s for s in range(P.seeds)])
+    return Setup(data, splits, cfg, ctx, [P.seed + s for s in range(P.seeds)], P.profile)

@@ -287,7 +287,7 @@ def cost_table(trainings: pd.DataFrame, stored: set | None = None, samples_per_s
     """Per chapter: trainings asked for, new ones (first asks of a key), those of them already in the store
     (``stored``: indices of ``trainings`` rows), samples still to train and the hours that takes at
     ``samples_per_s`` (given) or at the ``measured`` rate of each (kind, model) (NaN where neither)."""
-    t = trainings.assign(stored=[i in (stored or set()) for i in trainings.index])
+    t = trainings.assign(stored=[i in (stored or set()) for i in trainings.index]).astype({"new": bool})
     todo = t[t.new & ~t.stored]
     rate = [samples_per_s or (measured or {}).get((k, m), math.nan) for k, m in zip(todo.kind, todo.model)]
     todo = todo.assign(hours=todo.samples / pd.Series(rate, index=todo.index, dtype=float) / 3600)
@@ -299,7 +299,7 @@ def cost_table(trainings: pd.DataFrame, stored: set | None = None, samples_per_s
         {"asked": 0, "new": 0, "stored": 0, "to train": 0, "samples": 0})
     out.loc[out["to train"] == 0, "hours"] = 0.0
     out = out.reindex(list(dict.fromkeys(trainings.chapter)))
-    out.loc["total"] = out.sum(min_count=1)
+    out.loc["total"] = {**out.sum().to_dict(), "hours": out.hours.sum(skipna=False)}  # NaN: a rate is missing
     return out.astype({c: int for c in ("asked", "new", "stored", "to train", "samples")})
 
 

@@ -42,6 +42,7 @@ submitit_gpus: int = -1  # GPUs per job; -1 = 1 when device is "cuda", else none
 submitit_cpus: int = 0  # CPUs per job, also its torch threads; 0 = this process's torch threads (the same rounding as a run here)
 runs_dir: str = "runs"  # run store (relative to the project root)
 results_dir: str = "book/generated/results"  # where paper-vs-run tables are saved for the summary
+profile: str = ""  # the profile the book runner ran with ("" outside it): the run's scale, named in each chapter
 progress: bool = False  # show tqdm progress bars while training
 poison_fraction: float = 0.1  # fraction of S_C whose captions are shuffled (paper: 500 of 5000)
 gallery_k: int = 5  # pairs per row in the gallery (Fig. 1)
@@ -76,7 +77,7 @@ cjk_rates: list = [0.1]  # planting rates of the CJK benchmark (full grid: 0.05,
 RUN = ["data_source", "data_path", "n_pairs", "image_size", "n_variants", "generated_path", "n_candidates",
        "n_external", "n_shared", "model", "epochs", "batch_size", "lr", "warmup", "n_crops", "n_test", "seed", "seeds",
        "device", "num_workers", "n_jobs", "executor", "submitit_cluster", "submitit_folder", "submitit_partition",
-       "submitit_timeout_min", "submitit_gpus", "submitit_cpus", "runs_dir", "results_dir", "progress"]
+       "submitit_timeout_min", "submitit_gpus", "submitit_cpus", "runs_dir", "results_dir", "progress", "profile"]
 
 # The utility instruments (chapter.instruments) of the chapters that measure utility.
 UTILITY = {"probe_size": None, "heldout_pairs": None, "gallery_size": None}
@@ -108,7 +109,7 @@ def chapter_parameters(stem: str) -> dict[str, Declared]:
         raise KeyError(f"no chapter {stem!r} in the schema; chapters: {', '.join(CHAPTERS)}")
     own = CHAPTERS[stem]
     if own is None:
-        return {"results_dir": PARAMETERS["results_dir"]}
+        return {"results_dir": PARAMETERS["results_dir"], "profile": PARAMETERS["profile"]}
     out = {n: PARAMETERS[n] for n in RUN}
     for name, default in own.items():
         d = PARAMETERS[name]

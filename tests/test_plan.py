@@ -56,6 +56,11 @@ def test_cost_table_counts_new_unstored_samples_at_the_rate():
     assert costs.loc["total", "hours"] == pytest.approx(5 * 720 / 36 / 3600)
 
 
+def test_a_run_of_chapters_that_train_nothing_plans_nothing():
+    costs = plan.cost_table(plan.book_trainings({"99_summary": {}}), samples_per_s=1.0)
+    assert costs.loc["total"].to_dict() == dict(asked=0, new=0, stored=0, **{"to train": 0}, samples=0, hours=0.0)
+
+
 def _entry(root, kind, key, model, rates):
     d = root / kind / key
     d.mkdir(parents=True)
