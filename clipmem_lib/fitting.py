@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import PairData
-from .models import CaptionTokenizer, model_for, tokenizer_for
+from .models import CaptionTokenizer, model_config, model_for, tokenizer_for
 from .runtime import Context, timer, worker
 from .splits import Splits
 from .store import RunStore, config_key
@@ -35,7 +35,7 @@ from .train import TrainConfig, train_clip
 from .vision import (Classifier, Encoder, VisionConfig, first_level_targets, train_classifier, train_dino,
                      train_supervised, vision_tower)
 
-__all__ = ["TrainedModel", "ClipJob", "VisionJob", "fit", "fit_many", "stored_history", "fit_clip", "fit_vision", "fg_jobs",
+__all__ = ["TrainedModel", "ClipJob", "VisionJob", "COMPILE_FROM", "compile_pays", "fit", "fit_many", "stored_history", "fit_clip", "fit_vision", "fg_jobs",
            "fit_f_and_g", "fit_f_and_g_seeds", "classifier_fg_jobs", "fit_classifier_f_and_g"]
 
 
@@ -88,7 +88,8 @@ class ClipJob:
     :func:`~clipmem_lib.models.tokenizer_for` (trimmed vocabulary for the small CPU configs).  With
     ``snapshot_every`` = k the weights after every k-th epoch and the last are kept in the entry (Fig. 11
     reads them instead of training the model a second time); they do not change the weights, so they
-    are not part of the key.
+    are not part of the key.  ``compile`` trains through ``torch.compile`` (default: where it pays,
+    :func:`compile_pays`); its weights differ from eager ones by rounding, so a compiled model's key says so.
     """
 
     data: PairData
@@ -99,10 +100,13 @@ class ClipJob:
     tokenizer: CaptionTokenizer | None = None
     desc: str = "train"
     snapshot_every: int = 0
+    compile: bool | None = None
     kind: ClassVar[str] = "clip"
 
     def __post_init__(self):
         object.__setattr__(self, "indices", np.asarray(self.indices, dtype=np.int64))
+        if self.compile is None:
+            object.__setattr__(self, "compile", compile_pays(len(self.indices) * self.config.epochs, self.model_name))
         if self.init_seed is None:
             object.__setattr__(self, "init_seed", self.config.seed)
         if self.tokenizer is None:
@@ -111,10 +115,11 @@ class ClipJob:
     def key(self) -> dict:
         """What the weights depend on: architecture, vocabulary, config, init seed, images, order, captions."""
         tok = self.tokenizer
-        return dict(model_name=self.model_name, vocab="full" if tok.table is None else config_key(tok.table.numpy()),
-                    context=tok.context_length, train=self.config, init_seed=self.init_seed,
-                    images=self.data.images.fingerprint(), indices=self.indices,
-                    captions=self.data.caption_digest(self.indices))
+        key = dict(model_name=self.model_name, vocab="full" if tok.table is None else config_key(tok.table.numpy()),
+                   context=tok.context_length, train=self.config, init_seed=self.init_seed,
+                   images=self.data.images.fingerprint(), indices=self.indices,
+                   captions=self.data.caption_digest(self.indices))
+        return {**key, "compiled": True} if self.compile else key  # an eager model keeps its key of before
 
     def new_model(self) -> torch.nn.Module:
         return model_for(self.model_name, self.tokenizer, seed=self.init_seed)
@@ -129,7 +134,7 @@ class ClipJob:
 
         hist = train_clip(m, self.data.images, self.tokenizer.tokenize_pairs(self.data), self.indices, self.config,
                           device=ctx.device, checkpoint=scratch / "last.pt", progress=ctx.progress, desc=self.desc,
-                          num_workers=ctx.num_workers, on_epoch_end=keep)
+                          num_workers=ctx.num_workers, on_epoch_end=keep, compile=self.compile)
         _save(m, hist, out)
         if shots.is_dir():
             shutil.copytree(shots, out / "snapshots")
@@ -220,6 +225,17 @@ class VisionJob:
 
 
 Job = ClipJob | VisionJob
+
+# torch.compile's forward trains about 20% faster here (benchmarks/train_throughput.py) after a compile of
+# about 3 s with inductor's cache warm (34 s cold, once per machine), so it pays from about 40,000 samples:
+# from 50,000 (a cpu-profile f is 144,000 samples) a warm compile is repaid, and a test's tiny training stays eager.
+COMPILE_FROM = 50_000
+
+
+def compile_pays(samples: int, model_name: str = "clipmem-tiny") -> bool:
+    """Whether a training of ``samples`` (pairs × epochs) is long enough for ``torch.compile`` to pay
+    (CLIP configs only: CoCa's decoder has not been measured compiled)."""
+    return samples >= COMPILE_FROM and "multimodal_cfg" not in model_config(model_name)
 
 
 def fit(job: Job, ctx: Context | None = None, *, force: bool = False) -> TrainedModel:

@@ -32,7 +32,7 @@ seed: int = 0  # seed of the data and the split, and the first training seed
 seeds: int = 1  # training seeds per setting, paired across settings (cpu profile: 3); verdicts need at least 2
 device: str = "cpu"  # "cpu" or "cuda"
 num_workers: int = 0  # DataLoader workers decoding image files while training (paper profile: 8)
-n_jobs: int = 1  # CPU trainings of a sweep run side by side in worker processes (GPU runs go one at a time)
+n_jobs: int = 2  # CPU trainings of a sweep run side by side in one-thread worker processes (GPU runs go one at a time)
 executor: str = "local"  # where a sweep's missing trainings run: "local" (this machine) or "submitit" (SLURM jobs through submitit; submitit_* below)
 submitit_cluster: str = ""  # submitit's cluster: "" = SLURM where available, else local processes; "local" or "debug" run here
 submitit_folder: str = ""  # submitit's job logs (relative to the project root); "" = <runs_dir>/.submitit
@@ -87,17 +87,17 @@ CHAPTERS: dict[str, dict[str, object] | None] = {
     "01_metric": {},
     "02_memorisation": {"poison_fraction": None, "gallery_k": None},
     "03_modalities": {"ssl_crops": None, "ssl_crop_scale": None},
-    "04_modality": {"n_variants": 6, "n_jobs": 2, "probe_seeds": None, **UTILITY},
+    "04_modality": {"n_variants": 6, "probe_seeds": None, **UTILITY},
     "05_between": {"ssl_crops": None, "ssl_crop_scale": None, "dino_local_crops": None, "unitmem_augs": None,
                    "unitmem_reduce": None, "track_every": None, "unitmem_model": None},
-    "06_mitigation": {"n_jobs": 2, "probe_seeds": None, **UTILITY, "caption_counts": None, "noise_stds": None, "noise_at": None},
-    "07_removal": {"n_candidates": 600, "n_jobs": 2, "probe_seeds": None, **UTILITY, "poison_fraction": 0.4,
+    "06_mitigation": {"probe_seeds": None, **UTILITY, "caption_counts": None, "noise_stds": None, "noise_at": None},
+    "07_removal": {"n_candidates": 600, "probe_seeds": None, **UTILITY, "poison_fraction": 0.4,
                    "removal_fractions": [0.2, 0.4, 0.8], "removal_captions": None},  # planting sized by its utility gap
     "08_appendix": {"n_pairs": 1000, "n_candidates": 100, "n_external": 100, "n_test": 99, "epochs": 30,
-                    "batch_size": 64, "n_jobs": 2,
+                    "batch_size": 64,
                     "probe_seeds": None, **UTILITY, "poison_fraction": None, "gallery_k": None, "size_models": None, "data_multiple": None,
                     "flip_fraction": None, "second_model": None},  # five experiments sized for about 10 minutes
-    "09_audit": {"n_jobs": 2, "audit_pairs": None, "audit_folds": None, "audit_rates": None, "cjk_pairs": None,
+    "09_audit": {"audit_pairs": None, "audit_folds": None, "audit_rates": None, "cjk_pairs": None,
                  "cjk_rates": None},
     "99_summary": None,  # reads only the chapters' tables
 }

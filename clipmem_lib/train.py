@@ -16,6 +16,7 @@ slot of ``S_I[i]`` (the "otherwise identical" of Eq. 4, CPU_SCALE.md finding 3).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from typing import Callable, Sequence
@@ -132,14 +133,15 @@ class _Forward(torch.nn.Module):
 def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequence[int], cfg: TrainConfig, *,
                device: torch.device | str | None = None, checkpoint: str | os.PathLike | None = None,
                progress: bool = True, num_workers: int = 0, desc: str = "train",
-               on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None) -> list[dict]:
+               on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None, compile: bool = False) -> list[dict]:
     """Train ``model`` in place on pairs ``indices`` (in this order: position i ↔ indices[i]); not cached
     (:func:`~clipmem_lib.fitting.fit_clip` is the cached call).
 
     ``tokens`` is (N, K, context) from :meth:`CaptionTokenizer.tokenize_pairs`.  With ``checkpoint``
     a state file is written atomically after every epoch and a run restarts from it.  Returns the
     per-epoch history (loss, lr, logit scale, noise-to-signal norm ratio, samples/s; for CoCa also the
-    unweighted ``contrastive_loss`` and ``caption_loss``, "loss" being their weighted sum).
+    unweighted ``contrastive_loss`` and ``caption_loss``, "loss" being their weighted sum).  ``compile``
+    runs the forward through ``torch.compile`` (its weights then differ from eager ones by rounding).
     """
     device = resolve_device(device)
     indices = np.asarray(indices, dtype=np.int64)
@@ -156,6 +158,9 @@ def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequen
     fwd = _Forward(model)
     if world > 1:
         fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
+    if compile:  # inductor's kernels round differently from eager ones: the store key says so (ClipJob.compile)
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found" on a CPU
+        fwd = torch.compile(fwd, dynamic=False)
     loss_fn = ClipLoss(local_loss=world > 1, gather_with_grad=world > 1, rank=rank, world_size=world)
     size = image_size(model)
 
@@ -190,9 +195,15 @@ def train_clip(model, images: ImageSource, tokens: torch.Tensor, indices: Sequen
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
 
-    history = fit_epochs({"model": model}, model, cfg, len(indices), epoch_specs, load, step, device=device,
-                         checkpoint=checkpoint, progress=progress, num_workers=num_workers, desc=desc,
-                         after_step=clamp_scale,
-                         on_epoch_end=(lambda e: on_epoch_end(e, model)) if on_epoch_end else None)
+    # inductor's CPU kernels accumulate the embedding gradient in thread order unless asked for determinism
+    deterministic, before = compile and device.type == "cpu", torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(before or deterministic)
+    try:
+        history = fit_epochs({"model": model}, model, cfg, len(indices), epoch_specs, load, step, device=device,
+                             checkpoint=checkpoint, progress=progress, num_workers=num_workers, desc=desc,
+                             after_step=clamp_scale,
+                             on_epoch_end=(lambda e: on_epoch_end(e, model)) if on_epoch_end else None)
+    finally:
+        torch.use_deterministic_algorithms(before)
     model.eval()
     return history

@@ -1,7 +1,7 @@
 """End to end on CPU: train coupled f and g on the built-in data with planted mis-captions and check
 the paper's qualitative findings (Fig. 2a/2b, claims 1–2).  Seeded; about a minute and a half on 2 cores.
-The data, splits, planting and recipe are chapter 02's defaults, trained into the suite's one run store,
-so nbval's run of 02 loads these models instead of training them again.
+The data, splits, planting and recipe are chapter 02's defaults, trained into the suite's one run store
+with 01's clean f beside them, so nbval's runs of 01 and 02 load these models instead of training them.
 CLIPMEM_TEST_DEVICE=cuda runs the same checks through the GPU path (bf16 autocast)."""
 import os
 import pathlib
@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from clipmem_lib import chapter
-from clipmem_lib.experiment import fit_f_and_g, score_clipmem
+from clipmem_lib.experiment import fg_jobs, fit_many, score_clipmem
 from clipmem_lib.params import Params, declared_parameters
 from clipmem_lib.splits import plant_miscaptions
 
@@ -27,7 +27,9 @@ def scores():
     P.device = DEVICE
     S = chapter.setup(P)  # 2,000 pairs, |S_C| = |S_I| = |S_E| = 200, 80 epochs
     data = plant_miscaptions(S.data, S.splits.candidates, fraction=P.poison_fraction, seed=P.seed)
-    f, g = fit_f_and_g(data, S.splits, P.model, S.train, ctx=S.ctx)
+    # the poisoned f and g, and the clean f (chapters 01-02's baseline), side by side in the chapter's workers
+    f, g, _ = fit_many([*fg_jobs(data, S.splits, P.model, S.train), fg_jobs(S.data, S.splits, P.model, S.train)[0]],
+                       S.ctx)
     return score_clipmem(f, g, data, S.splits, n_test=None, ctx=S.ctx)
 
 

@@ -87,3 +87,27 @@ def test_the_cost_plan_lists_every_training_the_smoke_run_did(smoke):
         assert ran.key.nunique() == part.ident.nunique(), stem  # every key asked for, repeats within the chapter once
     assert set(rows[rows.new].key) == set(pd.concat([plan.ledger(p) for p in (out / "trainings").glob("*.jsonl")]).query("trained").key)
     assert costs.loc["total", "stored"] == rows.new.sum() > 100 and costs.loc["total", "to train"] == 0
+
+
+def test_a_smoke_chapter_gives_identical_results_through_submitit_jobs(smoke, tmp_path):
+    """Chapter 01 again, its trainings as jobs on submitit's local cluster (real subprocesses) into a new store:
+    the smoke run's models bit for bit and its table; a re-run after losing one model submits that one only."""
+    import torch
+
+    def run(logs):
+        assert book.main(["run", "--profile", "smoke", "--only", "01_metric", "--runs", str(tmp_path / "runs"), "--out",
+                          str(tmp_path / "out"), "--no-progress", "--executor", "submitit", "--set",
+                          "submitit_cluster=local", f"submitit_folder={tmp_path / logs}"]) == 0
+        return len(list((tmp_path / logs).glob("*_submitted.pkl")))
+
+    assert run("logs") == 4  # f and g at 2 seeds, one job each
+    entries = sorted((tmp_path / "runs" / "clip").iterdir())
+    assert len(entries) == 4
+    for entry in entries:
+        a = torch.load(smoke[0] / "runs" / "clip" / entry.name / "model.pt", weights_only=True)
+        b = torch.load(entry / "model.pt", weights_only=True)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), entry.name
+    results = "book/generated/results/01_metric.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(smoke[0] / results), pd.read_csv(tmp_path / "out" / "results" / "01_metric.csv"))
+    shutil.rmtree(entries[1])
+    assert run("logs2") == 1 and (entries[1] / "model.pt").is_file()

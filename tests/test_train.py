@@ -161,3 +161,43 @@ def test_the_sized_tokenizer_is_built_once_per_corpus(tiny, monkeypatch):
     tokenizer_for("clipmem-tiny", other)
     tokenizer_for("clipmem-tiny", other)
     assert len(built) == 2  # the longest-caption pass and the sized tokenizer, once
+
+
+@pytest.fixture(scope="module")
+def book_sized(scenes_of):
+    """The end-to-end test's data (chapter 02's 2,000 scenes): same shapes, so this process reuses its compiled graph."""
+    data = scenes_of(2000)
+    tok = tokenizer_for("clipmem-tiny", data)
+    return data, tok, tok.tokenize_pairs(data)
+
+
+@pytest.mark.slow
+def test_a_compiled_training_resumes_bit_for_bit_and_its_key_says_compiled(book_sized, tmp_path):
+    from clipmem_lib.fitting import COMPILE_FROM, ClipJob
+
+    data, tok, tokens = book_sized
+    cfg = TrainConfig(epochs=3, batch_size=128)
+    run = dict(progress=False, device="cpu", compile=True)
+
+    def fresh():
+        return model_for("clipmem-tiny", tok, seed=0)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(epoch, _):
+        if epoch == 1:
+            raise Stop
+
+    a, c, d, eager = fresh(), fresh(), fresh(), fresh()
+    train_clip(a, data.images, tokens, range(256), cfg, **run)
+    with pytest.raises(Stop):
+        train_clip(c, data.images, tokens, range(256), cfg, checkpoint=tmp_path / "ckpt.pt", on_epoch_end=interrupt, **run)
+    train_clip(d, data.images, tokens, range(256), cfg, checkpoint=tmp_path / "ckpt.pt", **run)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), d.state_dict().values()))
+    train_clip(eager, data.images, tokens, range(256), cfg, progress=False, device="cpu")
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), eager.state_dict().values()))
+    # compiling changes the numbers, so the key does: a book-sized job compiles, a tiny one keeps its eager key
+    big, small = (ClipJob(data, range(n), config=TrainConfig(epochs=80)) for n in (COMPILE_FROM // 80, COMPILE_FROM // 80 - 1))
+    assert big.compile and not small.compile and big.key()["compiled"] is True and "compiled" not in small.key()
+    assert ClipJob(data, range(1800), "clipmem-coca", TrainConfig(epochs=80)).compile is False
