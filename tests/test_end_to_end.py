@@ -27,9 +27,9 @@ def scores():
     P.device = DEVICE
     S = chapter.setup(P)  # 2,000 pairs, |S_C| = |S_I| = |S_E| = 200, 80 epochs
     data = plant_miscaptions(S.data, S.splits.candidates, fraction=P.poison_fraction, seed=P.seed)
-    # the poisoned f and g, and the clean f (chapters 01-02's baseline), side by side in the chapter's workers
+    # the poisoned f and g, and the clean f (chapters 01-02's baseline), here: their compiled graph serves test_train
     f, g, _ = fit_many([*fg_jobs(data, S.splits, P.model, S.train), fg_jobs(S.data, S.splits, P.model, S.train)[0]],
-                       S.ctx)
+                       S.ctx.replace(n_jobs=1))
     return score_clipmem(f, g, data, S.splits, n_test=None, ctx=S.ctx)
 
 

@@ -5,6 +5,7 @@ bit for bit the same models and table through submitit's local cluster, and that
 what is missing, is checked in test_notebooks.py against the smoke run of the book."""
 import dataclasses
 import json
+import shutil
 import sys
 import types
 
@@ -44,6 +45,15 @@ def test_a_failed_submitit_job_is_named_with_its_log_and_the_others_stay_stored(
     log = msg.rpartition("; log: ")[2]
     assert log.endswith(".err") and "image_variants=(5,) but the data has 1 variant" in open(log).read()
     assert ctx.store.entry("clip", good.key()) is not None and ctx.store.entry("clip", boom.key()) is None
+    def submitted():
+        return len(list((tmp_path / "logs").glob("*_submitted.pkl")))
+
+    assert submitted() == 2
+    fit_many([good], ctx)  # a re-run submits only what is missing: nothing here
+    assert submitted() == 2
+    shutil.rmtree(ctx.store.entry("clip", good.key()))
+    fit_many([good, good], ctx)  # and one job for the one lost entry
+    assert submitted() == 3 and ctx.store.entry("clip", good.key()) is not None
 
 
 def test_bad_executor_and_missing_submitit_are_one_clear_line(tmp_path, monkeypatch):

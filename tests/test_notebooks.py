@@ -91,7 +91,7 @@ def test_the_cost_plan_lists_every_training_the_smoke_run_did(smoke):
 
 def test_a_smoke_chapter_gives_identical_results_through_submitit_jobs(smoke, tmp_path):
     """Chapter 01 again, its trainings as jobs on submitit's local cluster (real subprocesses) into a new store:
-    the smoke run's models bit for bit and its table; a re-run after losing one model submits that one only."""
+    the smoke run's models bit for bit and its table."""
     import torch
 
     def run(logs):
@@ -109,5 +109,3 @@ def test_a_smoke_chapter_gives_identical_results_through_submitit_jobs(smoke, tm
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), entry.name
     results = "book/generated/results/01_metric.csv"
     pd.testing.assert_frame_equal(pd.read_csv(smoke[0] / results), pd.read_csv(tmp_path / "out" / "results" / "01_metric.csv"))
-    shutil.rmtree(entries[1])
-    assert run("logs2") == 1 and (entries[1] / "model.pt").is_file()
