@@ -34,12 +34,12 @@ device: str = "cpu"  # "cpu" or "cuda"
 num_workers: int = 0  # DataLoader workers decoding image files while training (paper profile: 8)
 n_jobs: int = 2  # CPU trainings of a sweep run side by side in one-thread worker processes (GPU runs go one at a time)
 executor: str = "local"  # where a sweep's missing trainings run: "local" (this machine) or "submitit" (SLURM jobs through submitit; submitit_* below)
-submitit_cluster: str = ""  # submitit's cluster: "" = SLURM where available, else local processes; "local" or "debug" run here
-submitit_folder: str = ""  # submitit's job logs (relative to the project root); "" = <runs_dir>/.submitit
-submitit_partition: str = ""  # SLURM partition of the jobs ("" = the cluster's default)
+submitit_cluster: str = ""  # submitit's cluster: empty for SLURM where available, else local processes; "local" or "debug" run here
+submitit_folder: str = ""  # submitit's job logs (relative to the project root); empty for <runs_dir>/.submitit
+submitit_partition: str = ""  # SLURM partition of the jobs (empty: the cluster's default)
 submitit_timeout_min: int = 720  # time limit of each training job, in minutes
-submitit_gpus: int = -1  # GPUs per job; -1 = 1 when device is "cuda", else none
-submitit_cpus: int = 0  # CPUs per job, also its torch threads; 0 = this process's torch threads (the same rounding as a run here)
+submitit_gpus: int = -1  # GPUs per job; -1 means one when device is "cuda", else none
+submitit_cpus: int = 0  # CPUs per job, also its torch threads; 0 means this process's threads (the same rounding as a run here)
 runs_dir: str = "runs"  # run store (relative to the project root)
 results_dir: str = "book/generated/results"  # where paper-vs-run tables are saved for the summary
 profile: str = ""  # the profile the book runner ran with ("" outside it): the run's scale, named in each chapter

@@ -51,6 +51,16 @@ def test_parameters_cells_are_the_schemas(path):
     assert declared_parameters(path) == chapter_parameters(path.stem)
 
 
+def test_papermill_parses_every_parameters_line(caplog):
+    """A line papermill cannot parse (an "=" in its comment, say) is logged at every run and loses its type."""
+    from papermill.translators import PythonTranslator
+
+    for stem in CHAPTERS:
+        parsed = PythonTranslator.inspect({"source": parameters_cell(stem)})
+        assert [p.name for p in parsed] == list(chapter_parameters(stem)), stem
+    assert "Unable to parse" not in caplog.text
+
+
 def test_run_parameters_agree_across_chapters():
     """Models are shared between chapters through the run store: every chapter must read the same run set-up."""
     runs = {s: {n: chapter_parameters(s)[n] for n in RUN} for s, own in CHAPTERS.items() if own is not None}
