@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import pathlib
 from types import SimpleNamespace
 
@@ -83,7 +82,7 @@ class _Chapter:
         self.out.append(Training(self.stem, what, kind, model, int(n_train), config.epochs,
                                  (kind, model, repr(config), *ident), snapshots))
 
-    def fg(self, what, config, model=None, data=None, splits=None, n_f=None, planted=None, gonly=False):
+    def fg(self, what, config, model=None, data=None, splits=None, n_f=None, planted=None):
         """Eq. 4's f and g (:func:`~clipmem_lib.fitting.fg_jobs`): ``planted`` changes S_C's captions, so
         f's key only (g never sees S_C)."""
         model, data, splits, n_f = model or self.P.model, data or self.data, splits or self.splits, n_f or self.n_f
@@ -146,11 +145,11 @@ def _removed(strategy: str, k: int, pool: int) -> tuple:
     return ("removal", strategy if k < pool else "all", k)
 
 
-def _removal(c: _Chapter, config, planted, ks, strategies, n_f) -> None:
+def _removal(c: _Chapter, config, planted, ks, strategies) -> None:
     for st in strategies:
         for k in ks:
             c.add(f"f without {k} ({st}), {'planted' if planted else 'clean'}, seed {config.seed}", "clip", c.P.model,
-                  n_f - k, config, c.data, planted, c.splits, _removed(st, k, c.P.n_candidates))
+                  c.n_f - k, config, c.data, planted, c.splits, _removed(st, k, c.P.n_candidates))
 
 
 def _ch07(c: _Chapter) -> None:
@@ -164,10 +163,10 @@ def _ch07(c: _Chapter) -> None:
         c.add(f"f, clean, seed {cfg.seed}", "clip", P.model, c.n_f, cfg, c.data, None, c.splits, "f")
     ks = doubling_grid(P.n_candidates, P.removal_fractions)
     n_planted = int(round(P.poison_fraction * P.n_candidates))
-    _removal(c, seeded[first], None, ks, ("clipmem", "random"), c.n_f)
+    _removal(c, seeded[first], None, ks, ("clipmem", "random"))
     later = sorted({nearest_k(ks, n_planted), max(ks)})
     for s, cfg in seeded.items():
-        _removal(c, cfg, planted, ks if s == first else later, WITH_ORACLE if s == first else ("clipmem", "random"), c.n_f)
+        _removal(c, cfg, planted, ks if s == first else later, WITH_ORACLE if s == first else ("clipmem", "random"))
 
 
 def _ch08(c: _Chapter) -> None:
