@@ -320,16 +320,18 @@ def _parse_sets(items) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m clipmem_lib.book", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="execute the chapter notebooks with papermill")
-    r.add_argument("--profile", default="cpu", help="profiles/<name>.yaml or a YAML path (default: cpu)")
-    r.add_argument("--data", default=None, help="data_path for the real-data profiles (e.g. the COCO root)")
-    r.add_argument("--runs", default="runs", help="the run store folder (default: runs)")
-    r.add_argument("--only", nargs="*", default=None, help="notebook stems to run (default: all)")
-    r.add_argument("--set", nargs="*", default=None, metavar="NAME=VALUE", help="override parameters (YAML values)")
-    r.add_argument("--executor", default=None, choices=["local", "submitit"],
-                   help="where the sweeps' trainings run (the executor parameter; submitit_* set its options)")
-    r.add_argument("--src", default="notebooks", help="folder of the source notebooks")
-    r.add_argument("--out", default="book/generated", help="folder of the executed notebooks")
+    shared = argparse.ArgumentParser(add_help=False)  # what run and plan share: which chapters, with what
+    shared.add_argument("--profile", default="cpu", help="profiles/<name>.yaml or a YAML path (default: cpu)")
+    shared.add_argument("--data", default=None, help="data_path for the real-data profiles (e.g. the COCO root)")
+    shared.add_argument("--runs", default="runs", help="the run store folder (default: runs)")
+    shared.add_argument("--only", nargs="*", default=None, help="notebook stems (default: all)")
+    shared.add_argument("--set", nargs="*", default=None, metavar="NAME=VALUE", help="override parameters (YAML values)")
+    shared.add_argument("--executor", default=None, choices=["local", "submitit"],
+                        help="where the sweeps' trainings run (the executor parameter; submitit_* set its options)")
+    shared.add_argument("--src", default="notebooks", help="folder of the source notebooks")
+    shared.add_argument("--out", default="book/generated", help="folder of the executed notebooks (and of the "
+                        "trainings ledger the plan reads)")
+    r = sub.add_parser("run", parents=[shared], help="execute the chapter notebooks with papermill")
     r.add_argument("--kernel", default=None, help="Jupyter kernel (default: clipmem if installed, else python3)")
     r.add_argument("--no-progress", action="store_true", help="no papermill cell progress bar")
     s = sub.add_parser("strip", help="clear outputs of source notebooks (keeps nbval-checked cells)")
@@ -343,13 +345,8 @@ def main(argv=None) -> int:
     q.add_argument("--check", action="store_true", help="only report notebooks whose cell differs")
     m = sub.add_parser("static", help="copy MathJax 3 into the book's static files (what make html does first)")
     m.add_argument("--dest", default="_static/mathjax", help="where _config.yml's mathjax_path points")
-    n = sub.add_parser("plan", help="list every training a profile asks for, and what it costs (nothing runs)")
-    n.add_argument("--profile", default="cpu", help="profiles/<name>.yaml or a YAML path (default: cpu)")
-    n.add_argument("--data", default=None, help="data_path, as for run (the plan reads no data)")
-    n.add_argument("--runs", default="runs", help="the run store whose entries count as done (default: runs)")
-    n.add_argument("--out", default="book/generated", help="the last run's folder, whose ledger names the keys")
-    n.add_argument("--only", nargs="*", default=None, help="notebook stems to plan (default: all)")
-    n.add_argument("--set", nargs="*", default=None, metavar="NAME=VALUE", help="override parameters (YAML values)")
+    n = sub.add_parser("plan", parents=[shared],
+                       help="list every training a profile asks for, and what it costs (nothing runs, no data read)")
     n.add_argument("--samples-per-s", type=float, default=None,
                    help="training throughput to cost with (default: measured from the run store's trainings)")
     n.add_argument("--pairs", type=int, default=None, help="pairs in the real data (only when n_shared is -1)")
@@ -400,7 +397,7 @@ def main(argv=None) -> int:
         print(("not stripped: " if a.check else "stripped: ") + (", ".join(map(str, dirty)) or "none"))
         return 1 if (a.check and dirty) else 0
 
-    src = project_path(getattr(a, "src", "notebooks"))
+    src = project_path(a.src)
     notebooks = sorted(src.glob("*.ipynb"))
     book = sibling_parameters(str(src))
     if a.only:
@@ -414,7 +411,7 @@ def main(argv=None) -> int:
     try:
         profile = load_profile(a.profile)
         data = a.data or ("(not given)" if a.cmd == "plan" and profile.get("data_path") == REQUIRED else None)
-        sets = {**_parse_sets(a.set), **({"executor": a.executor} if getattr(a, "executor", None) else {})}
+        sets = {**_parse_sets(a.set), **({"executor": a.executor} if a.executor else {})}
         planned = plan(notebooks, profile, sets, data,
                        fixed={"runs_dir": str(project_path(a.runs)), "results_dir": str(out / "results"),
                               "profile": pathlib.Path(a.profile).stem}, book=book)
