@@ -134,7 +134,7 @@ def training_plan(planned: dict, runs, out_dir=None, *, samples_per_s: float | N
     marked stored when the last run into ``out_dir`` recorded it (``trainings/<chapter>.jsonl``, matched by
     kind, model, pairs and epochs, in order) and its entry is in the run store ``runs``; the rate is
     ``samples_per_s`` or the median of the store's own trainings of each kind and model."""
-    from .plan import book_trainings, cost_table, ledger, measured_throughput
+    from .plan import book_trainings, cost_table, ledger
 
     rows = book_trainings(planned, n_data).assign(key="")
     root, stored, seen = pathlib.Path(runs), set(), set()
@@ -149,7 +149,7 @@ def training_plan(planned: dict, runs, out_dir=None, *, samples_per_s: float | N
                 rows.loc[want.index, "key"] = have.key.to_numpy()
                 stored |= {i for i, k, kind in zip(want.index, have.key, have.kind)
                            if (root / kind / k / "config.json").is_file()}
-    measured = {} if samples_per_s else measured_throughput(root)
+    measured = {} if samples_per_s else RunStore(root).throughput()
     todo = rows[rows.new & ~rows.index.isin(stored)]
     assumed = sorted({(k, m) for k, m in zip(todo.kind, todo.model) if not samples_per_s and (k, m) not in measured})
     rates = dict(measured)

@@ -35,7 +35,7 @@ from .train import TrainConfig, train_clip
 from .vision import (Classifier, Encoder, VisionConfig, first_level_targets, train_classifier, train_dino,
                      train_supervised, vision_tower)
 
-__all__ = ["TrainedModel", "ClipJob", "VisionJob", "COMPILE_FROM", "compile_pays", "fit", "fit_many", "stored_history", "fit_clip", "fit_vision", "fg_jobs",
+__all__ = ["TrainedModel", "ClipJob", "VisionJob", "COMPILE_FROM", "compile_pays", "fit", "fit_many", "longest_first", "stored_history", "fit_clip", "fit_vision", "fg_jobs",
            "fit_f_and_g", "fit_f_and_g_seeds", "classifier_fg_jobs", "fit_classifier_f_and_g"]
 
 
@@ -303,6 +303,15 @@ def _gist(err: BaseException) -> str:
     return raised[-1] if raised else f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
+def longest_first(jobs: Sequence[Job], rates: dict[tuple[str, str], float]) -> list[Job]:
+    """``jobs`` in order of expected training time, longest first, so a pool's last job is a short one
+    (LPT scheduling): pairs × epochs at the measured samples/s of its (kind, model) (``rates``, as
+    :meth:`~clipmem_lib.store.RunStore.throughput` gives), or at their median where it has none."""
+    default = float(np.median(list(rates.values()))) if rates else 1.0
+    seconds = [len(j.indices) * j.config.epochs / rates.get((j.kind, j.model_name), default) for j in jobs]
+    return [jobs[i] for i in np.argsort(-np.asarray(seconds, dtype=float), kind="stable")]
+
+
 def _train_elsewhere(jobs: list[Job], ctx: Context, force: bool) -> bool:
     """Train ``jobs`` into the run store outside this process: one submitit job each (executor "submitit")
     or ``ctx.n_jobs`` local spawn processes; False, with nothing done, where they train here instead
@@ -316,6 +325,7 @@ def _train_elsewhere(jobs: list[Job], ctx: Context, force: bool) -> bool:
     threads = (ctx.submitit.get("cpus_per_task") or torch.get_num_threads() if remote
                else max(1, (os.cpu_count() or 1) // ctx.n_jobs))
     store = RunStore(ctx.store.root.absolute()) if ctx.store.root is not None else ctx.store
+    jobs = longest_first(jobs, store.throughput()) if len(jobs) > ctx.n_jobs else jobs
     work = functools.partial(_fit_in_worker, threads, ctx=ctx.replace(store=store, progress=False), force=force)
     with timer("training"), contextlib.ExitStack() as stack:
         if remote:

@@ -28,7 +28,7 @@ from .sweeps import _plan, caption_settings, noise_settings, sampling_settings, 
 from .train import TrainConfig
 from .vision import VisionConfig
 
-__all__ = ["Training", "chapter_trainings", "book_trainings", "measured_throughput", "cost_table", "ledger"]
+__all__ = ["Training", "chapter_trainings", "book_trainings", "cost_table", "ledger"]
 
 N_CAPTIONS = 5                     # captions per image of the built-in scenes and of COCO
 
@@ -261,24 +261,6 @@ def book_trainings(planned: dict, n_data: int | None = None) -> pd.DataFrame:
             rows.append({**dataclasses.asdict(t), "samples": t.samples, "new": new})
     cols = ["chapter", "what", "kind", "model", "n_train", "epochs", "samples", "new", "snapshots", "ident"]
     return pd.DataFrame(rows, columns=cols)
-
-
-def measured_throughput(store_root) -> dict[tuple[str, str], float]:
-    """Median samples/s per (kind, model) over the trainings in the run store (their ``history.csv``)."""
-    root, out = pathlib.Path(store_root), {}
-    for kind in ("clip", "dino", "supervised", "classifier"):
-        rates: dict[str, list[float]] = {}
-        for cfg in (root / kind).glob("*/config.json") if (root / kind).is_dir() else []:
-            hist = cfg.parent / "history.csv"
-            try:
-                model = json.loads(cfg.read_text())["config"].get("model_name")
-                h = pd.read_csv(hist)
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            if model and "samples_per_s" in h and len(h):
-                rates.setdefault(model, []).append(float(h["samples_per_s"].median()))
-        out.update({(kind, m): float(pd.Series(r).median()) for m, r in rates.items()})
-    return out
 
 
 def cost_table(trainings: pd.DataFrame, stored: set | None = None, samples_per_s: float | None = None,

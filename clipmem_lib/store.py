@@ -122,6 +122,21 @@ class RunStore:
             raise KeyError(f"unknown run-store kind {kind!r}: give it a code version in store.VERSIONS")
         return config_key(dict(kind=kind, config=config, version=VERSIONS[kind]))
 
+    def throughput(self) -> dict[tuple[str, str], float]:
+        """Median samples/s per (kind, model) over the stored trainings (each entry's ``history.csv``)."""
+        rates: dict[tuple[str, str], list[float]] = {}
+        kinds = [d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")] \
+            if self.root is not None and self.root.is_dir() else []
+        for csv in (c for d in kinds for c in d.glob("*/history.csv")):  # trainings only; not what was set aside
+            try:
+                model = json.loads((csv.parent / CONFIG).read_text())["config"].get("model_name")
+                hist = pd.read_csv(csv)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue  # incomplete or unreadable: no rate
+            if model and "samples_per_s" in hist and len(hist):
+                rates.setdefault((csv.parent.parent.name, model), []).append(float(hist["samples_per_s"].median()))
+        return {km: float(np.median(r)) for km, r in rates.items()}
+
     def entry(self, kind: str, config) -> pathlib.Path | None:
         """The folder of a complete, intact entry, or None (a damaged one is set aside first)."""
         if self.root is None:

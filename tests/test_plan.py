@@ -7,9 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clipmem_lib import audit, book, plan
+from clipmem_lib import audit, book, fitting, plan
+from clipmem_lib.fitting import ClipJob, VisionJob
+from clipmem_lib.scenes import SceneConfig, make_scenes
+from clipmem_lib.store import RunStore
 from clipmem_lib.sweeps import table1_settings
 from clipmem_lib.train import TrainConfig
+from clipmem_lib.vision import VisionConfig
 
 SMALL = dict(n_pairs=300, n_candidates=30, n_external=30, epochs=3, seeds=2)
 
@@ -73,7 +77,24 @@ def test_measured_rate_is_the_median_of_the_stores_trainings(tmp_path):
     _entry(tmp_path, "clip", "b", "clipmem-tiny", [400, 400, 400])
     _entry(tmp_path, "clip", "c", "clipmem-tiny", [1000, 1000, 1000])
     _entry(tmp_path, "dino", "d", "clipmem-tiny", [50])
-    assert plan.measured_throughput(tmp_path) == {("clip", "clipmem-tiny"): 400.0, ("dino", "clipmem-tiny"): 50.0}
+    _entry(tmp_path / ".corrupt", "clip-x", "e", "clipmem-tiny", [1])  # set aside: not a rate
+    (tmp_path / "clipmem" / "f").mkdir(parents=True)  # a table, not a training
+    (tmp_path / "clipmem" / "f" / "config.json").write_text("{}")
+    rates = RunStore(tmp_path).throughput()
+    assert rates == {("clip", "clipmem-tiny"): 400.0, ("dino", "clipmem-tiny"): 50.0}
+    assert RunStore(tmp_path / "absent").throughput() == {} and RunStore(None).throughput() == {}
+
+
+def test_a_pool_gets_its_longest_trainings_first():
+    data = make_scenes(SceneConfig(n=40, image_size=16, seed=0))
+    clip = lambda n, epochs: ClipJob(data, np.arange(n), config=TrainConfig(epochs=epochs))
+    dino = VisionJob("dino", data, np.arange(10), config=VisionConfig(epochs=4))  # 40 samples at 10/s: 4 s
+    jobs = [clip(20, 2), clip(40, 10), dino, clip(30, 1)]  # 40, 400, 40, 30 samples at 100/s
+    rates = {("clip", "clipmem-tiny"): 100.0, ("dino", "clipmem-tiny"): 10.0}
+    assert fitting.longest_first(jobs, rates) == [jobs[1], jobs[2], jobs[0], jobs[3]]
+    assert fitting.longest_first(jobs, {}) == [jobs[1], jobs[0], jobs[2], jobs[3]]  # no rates: by samples, stable
+    other = {("clip", "clipmem-tiny"): 100.0, ("supervised", "clipmem-tiny"): 1.0}  # dino unmeasured: their median
+    assert fitting.longest_first(jobs, other) == [jobs[1], jobs[2], jobs[0], jobs[3]]
 
 
 def test_the_last_runs_ledger_marks_what_is_in_the_store(tmp_path):
