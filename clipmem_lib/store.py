@@ -38,7 +38,7 @@ __all__ = ["RunStore", "config_key", "project_path", "output_path", "file_manife
 # computes (tests/test_store.py checks that a bump hides the old entries).
 VERSIONS = {
     "clip": 3,              # 2: one epoch engine; 3: text context sized for the data (tokenizer_for)
-    "dino": 2,              # 2: one epoch engine (no weight decay on biases and norms, checkpoints)
+    "dino": 3,              # 2: one epoch engine (no weight decay on biases and norms, checkpoints); 3: views batched
     "supervised": 2,        # 2: as dino
     "embeddings": 1,        # embed.embed_images / embed_texts (Eq. 3's crops)
     "clipmem": 3,           # 2: typed parquet table; 3: an S_E pair is not its own test pair

@@ -36,6 +36,20 @@ def test_encoder_is_clip_shaped(scenes):
     assert z.shape == (3, 64) and torch.allclose(z.norm(dim=-1), torch.ones(3), atol=1e-5)
 
 
+def test_dino_views_in_one_batch_give_each_views_own_output():
+    """train_dino sends all its crops through the student in one forward: right only while neither the
+    tower nor lightly's head uses batch statistics (no BatchNorm, in train mode)."""
+    from lightly.models.modules import DINOProjectionHead
+
+    torch.manual_seed(0)
+    tower = vision_tower("clipmem-tiny")
+    student = torch.nn.Sequential(tower, DINOProjectionHead(64, 256, 64, 128)).train()
+    views = [torch.randn(5, 3, 32, 32) for _ in range(4)]
+    together = student(torch.cat(views)).chunk(4)
+    for v, t in zip(views, together):
+        torch.testing.assert_close(t, student(v), atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.slow
 def test_dino_trains_deterministically_and_changes_the_tower(scenes):
     cfg = VisionConfig(epochs=2, batch_size=64, n_local=2, out_dim=128)
