@@ -33,7 +33,7 @@ from scipy import stats
 
 from .clipmem import clean_vs_miscaptioned, separation_auc, subset_means, top_enrichment
 
-__all__ = ["paper", "Verdict", "paired_interval", "smallest_effect", "decide", "verdict", "observation", "sec3_checks", "claim1",
+__all__ = ["paper", "Verdict", "paired_interval", "seeds_needed", "smallest_effect", "decide", "verdict", "observation", "sec3_checks", "claim1",
            "claim2", "rare_concepts", "claim3", "claim4", "claim5_modality", "claim5_captions", "balanced_sampling",
            "claim6", "claim7", "claim8", "dino_memorises_more", "fig11_moves_later", "table5", "table6", "fig8",
            "table4_7"]
@@ -102,6 +102,18 @@ def paired_interval(differences, level: float = 0.95) -> tuple[float, float, flo
         return mean, math.nan, math.nan, n
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
     return mean, mean - half, mean + half, n
+
+
+def seeds_needed(half_width: float, n_seeds: int, delta: float, level: float = 0.95, most: int = 1000) -> float:
+    """The fewest paired seeds whose interval would be no wider than ±δ, at the spread of the per-seed
+    differences that this row's ``half_width`` over ``n_seeds`` seeds implies (:func:`paired_interval`:
+    t_{m−1} · sd / √m ≤ δ).  NaN without a spread or a δ; inf beyond ``most``."""
+    if not (n_seeds >= 2 and np.isfinite(half_width) and np.isfinite(delta) and delta > 0):
+        return math.nan
+    sd = half_width * math.sqrt(n_seeds) / stats.t.ppf(0.5 + level / 2, n_seeds - 1)
+    m = np.arange(2, most + 1)
+    ok = np.flatnonzero(stats.t.ppf(0.5 + level / 2, m - 1) * sd / np.sqrt(m) <= delta)
+    return float(m[ok[0]]) if len(ok) else math.inf
 
 
 def smallest_effect(paper_base: float, paper_other: float, baseline: float, proportion: bool) -> float:

@@ -14,15 +14,16 @@ import pathlib
 import numpy as np
 import pandas as pd
 
-from .claims import TESTED, Verdict, paper
+from .claims import TESTED, Verdict, paper, seeds_needed
 from .store import output_path
 
 __all__ = ["COLUMNS", "verdict_rows", "signature", "value_row", "claims_table", "save_claims", "load_claims", "counts",
-           "claim_status", "show"]
+           "claim_status", "power_table", "show"]
 
 COLUMNS = ["section", "claim", "what", "paper", "this run", "verdict", "delta", "half_width", "effect", "low", "high",
            "n_seeds", "unit", "reason"]
 NUMERIC = ("delta", "half_width", "effect", "low", "high", "n_seeds")
+SEEDS_SHOWN = 1000  # the power table's largest seed count shown as a number
 FALSE_HOLD_RATE = 0.025  # a 95% two-sided interval lies wholly right of zero by chance once in 40 null rows
 
 
@@ -99,11 +100,26 @@ def claim_status(rows: pd.DataFrame) -> pd.DataFrame:
                          "behind it": [f[1] for f in found]})
 
 
+def power_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The tested rows that have a δ: half-width beside δ, the seeds behind the interval and the seeds
+    that would bring the half-width down to δ at this run's seed spread (:func:`~clipmem_lib.claims.seeds_needed`),
+    widest relative to δ first."""
+    t = rows[rows.verdict.isin(TESTED) & np.isfinite(rows.delta) & np.isfinite(rows.half_width) & (rows.n_seeds >= 2)]
+    out = pd.DataFrame({"claim": t.claim, "what": t.what, "verdict": t.verdict, "half_width": t.half_width,
+                        "delta": t.delta, "half-width / δ": t.half_width / t.delta, "seeds": t.n_seeds.astype(int),
+                        "seeds for half-width ≤ δ": [seeds_needed(h, int(n), d, most=SEEDS_SHOWN)
+                                                     for h, n, d in zip(t.half_width, t.n_seeds, t.delta)]})
+    out = out.sort_values("half-width / δ", ascending=False, kind="stable").reset_index(drop=True)
+    return out.round({"half-width / δ": 2})
+
+
 def show(table: pd.DataFrame):
     """A paper-vs-this-run table for display: every cell in full (pandas would cut long text), no index,
     δ and the half-width beside the verdict, without the numeric columns kept for the summary's forest plot."""
     shown = table.drop(columns=[c for c in ("effect", "low", "high", "n_seeds", "unit", "reason") if c in table])
     shown = shown.rename(columns={"delta": "δ", "half_width": "half-width"})
     num = lambda x: "—" if not isinstance(x, (int, float)) or not np.isfinite(x) else f"{x:.3g}"  # noqa: E731
-    return shown.style.hide(axis="index").format(escape="html").format(num, subset=[c for c in ("δ", "half-width")
-                                                                                       if c in shown])
+    count = lambda x: f"more than {SEEDS_SHOWN}" if x > SEEDS_SHOWN else f"{x:.0f}"  # noqa: E731
+    return (shown.style.hide(axis="index").format(escape="html")
+            .format(num, subset=[c for c in ("δ", "half-width", "half-width / δ") if c in shown])
+            .format(count, subset=[c for c in ("seeds for half-width ≤ δ",) if c in shown]))

@@ -189,3 +189,21 @@ def test_measured_text_shows_the_difference_as_measured_and_the_effect_the_paper
     v = claims.verdict("6", "noise lowers CLIPMem", "", [-0.05, -0.06, -0.04], direction=-1)
     assert v.verdict == "holds" and v.effect == pytest.approx(0.05) and v.low > 0
     assert v.measured().startswith("-0.050 [-0.075, -0.025]")
+
+
+def test_seeds_needed_known_answers_and_brute_force():
+    # at sd 1 and δ 1: t_{m-1}/√m is 2.48 (m 3), 1.05 (m 6), 0.92 (m 7); 3 seeds of sd 1 give half-width 4.303/√3
+    hw3 = 4.302653 / math.sqrt(3)
+    assert claims.seeds_needed(hw3, 3, 1.0) == 7
+    assert claims.seeds_needed(hw3, 3, hw3 * 1.0001) == 3  # already there: its own count
+    assert claims.seeds_needed(hw3, 3, hw3 / 2) > 3
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        d = rng.normal(0.01, rng.uniform(0.005, 0.05), size=int(rng.integers(2, 7)))
+        mean, low, high, n = claims.paired_interval(d)
+        delta = rng.uniform(0.002, 0.02)
+        m = claims.seeds_needed((high - low) / 2, n, delta)
+        t = lambda k: claims.stats.t.ppf(0.975, k - 1) * d.std(ddof=1) / math.sqrt(k)  # noqa: E731
+        assert t(m) <= delta * (1 + 1e-9) and (m == 2 or t(m - 1) > delta)
+    assert math.isnan(claims.seeds_needed(0.1, 1, 0.05)) and math.isnan(claims.seeds_needed(0.1, 3, math.nan))
+    assert claims.seeds_needed(10.0, 3, 1e-4, most=50) == math.inf

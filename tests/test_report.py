@@ -42,3 +42,18 @@ def test_delta_and_half_width_travel_to_the_csv_and_the_display(tmp_path):
     rows = report.claims_table(report.verdict_rows("x", [small] * 3))
     assert report.counts(rows)["too_small"] == 3
     assert report.claim_status(rows).set_index("#")["this run"]["6"] == "too small"
+
+
+def test_power_table_puts_the_widest_rows_first_with_the_seeds_they_need():
+    wide = claims.verdict("6", "wide", "", [0.01, -0.03, 0.02], delta=0.005)
+    narrow = claims.verdict("5", "narrow", "", [0.10, 0.11, 0.12], delta=0.05)
+    no_delta = claims.verdict("7", "no delta", "", [0.1, 0.12, 0.11])
+    rows = report.claims_table(report.verdict_rows("x", [narrow, wide, no_delta]))
+    rows[["delta", "half_width", "n_seeds"]] = rows[["delta", "half_width", "n_seeds"]].astype(float)
+    power = report.power_table(rows)
+    assert power.what.tolist() == ["wide", "narrow"]  # no δ: not a row
+    assert power["seeds for half-width ≤ δ"].tolist() == [claims.seeds_needed(wide.half_width, 3, 0.005),
+                                                          claims.seeds_needed(narrow.half_width, 3, 0.05)]
+    assert power["seeds for half-width ≤ δ"].iloc[1] == 3  # narrow is already below its δ
+    assert "more than" in report.show(report.power_table(report.claims_table(report.verdict_rows("x", [
+        claims.verdict("6", "hopeless", "", [1.0, -1.0, 0.5], delta=1e-5)])).astype({"delta": float}))).to_html()
