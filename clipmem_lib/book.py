@@ -37,7 +37,7 @@ from .fitting import LEDGER_ENV
 from .runtime import CATEGORIES, CHAPTER_ENV, TIMINGS_ENV
 from .params import ParameterError, declared_parameters, listing_of, sibling_parameters, validate
 from .schema import CHAPTERS, parameters_cell
-from .store import project_path
+from .store import RunStore, project_path
 
 __all__ = ["load_profile", "declared_parameters", "plan", "check_data", "training_plan", "run_notebooks", "timing_table",
            "strip_outputs", "write_parameters", "install_mathjax", "main"]

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
+from .chapter import split_sizes
 from .removal import WITH_ORACLE, doubling_grid, nearest_k
 from .schema import CHAPTERS, chapter_parameters
 from .sweeps import _plan, caption_settings, noise_settings, sampling_settings, table1_settings
@@ -59,18 +60,20 @@ class _Chapter:
         self.stem = stem
         self.P = P = SimpleNamespace(**{**{n: d.default for n, d in chapter_parameters(stem).items()}, **given})
         self.n = P.n_pairs if P.data_source == "builtin" else n_data
-        if self.n is None and P.n_shared < 0:
-            raise ValueError(f"{stem}: data_source {P.data_source!r} with n_shared -1: the plan needs the number of "
-                             "pairs in the data (--pairs N)")
-        n_shared = P.n_shared if P.n_shared >= 0 else self.n - 2 * P.n_candidates - P.n_external
-        self.n = self.n if self.n is not None else n_shared + 2 * P.n_candidates + P.n_external
-        self.n_f = n_shared + P.n_candidates  # f on S_S ∪ S_C, g on S_S ∪ S_I
+        if self.n is None and (P.n_shared < 0 or getattr(P, "removal_pool", "S_C") != "S_C"):
+            raise ValueError(f"{stem}: data_source {P.data_source!r} with n_shared -1 or removal_pool 'all': the plan "
+                             "needs the number of pairs in the data (--pairs N)")
+        self.n_c, n_e, n_shared = split_sizes(P, self.n)
+        n_shared = n_shared if n_shared is not None else self.n - 2 * self.n_c - n_e
+        self.n = self.n if self.n is not None else n_shared + 2 * self.n_c + n_e
+        self.n_f = n_shared + self.n_c  # f on S_S ∪ S_C, g on S_S ∪ S_I
         # built-in variants render from their own seeds, so the scenes' key ignores their count
         variants = P.n_variants if P.data_source != "builtin" and P.generated_path else 1
         self.data = (P.data_source, P.data_path, self.n if P.data_source == "builtin" else None, P.image_size,
                      variants, P.seed)
         self.variants = P.n_variants if P.data_source == "builtin" or P.generated_path else 1
-        self.splits = (P.n_candidates, P.n_external, P.n_shared, P.seed)
+        self.splits = ((P.n_candidates, P.n_external, P.n_shared, P.seed) if getattr(P, "removal_pool", "S_C") == "S_C"
+                       else ("all of f", self.n_c, n_e, P.seed))
         self.train = TrainConfig(epochs=P.epochs, batch_size=P.batch_size, lr=P.lr, warmup=P.warmup, seed=P.seed)
         self.seeds = [P.seed + s for s in range(P.seeds)]
         self.out: list[Training] = []
@@ -149,7 +152,7 @@ def _removal(c: _Chapter, config, planted, ks, strategies) -> None:
     for st in strategies:
         for k in ks:
             c.add(f"f without {k} ({st}), {'planted' if planted else 'clean'}, seed {config.seed}", "clip", c.P.model,
-                  c.n_f - k, config, c.data, planted, c.splits, _removed(st, k, c.P.n_candidates))
+                  c.n_f - k, config, c.data, planted, c.splits, _removed(st, k, c.n_c))
 
 
 def _ch07(c: _Chapter) -> None:
@@ -161,8 +164,8 @@ def _ch07(c: _Chapter) -> None:
         c.fg("planted", cfg, planted=planted)
     for cfg in seeded.values():  # the design check: clean f at every seed
         c.add(f"f, clean, seed {cfg.seed}", "clip", P.model, c.n_f, cfg, c.data, None, c.splits, "f")
-    ks = doubling_grid(P.n_candidates, P.removal_fractions)
-    n_planted = int(round(P.poison_fraction * P.n_candidates))
+    ks = doubling_grid(c.n_c, P.removal_fractions)
+    n_planted = int(round(P.poison_fraction * c.n_c))
     _removal(c, seeded[first], None, ks, ("clipmem", "random"))
     later = sorted({nearest_k(ks, n_planted), max(ks)})
     for s, cfg in seeded.items():

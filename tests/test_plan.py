@@ -37,12 +37,36 @@ def test_repeats_across_chapters_are_one_training_each():
 
 
 def test_removal_counts_follow_the_grid_and_all_of_s_c_is_one_set():
-    rows = plan.chapter_trainings("07_removal", {**SMALL, "removal_fractions": [0.2, 0.4, 1.0], "poison_fraction": 0.4})
+    rows = plan.chapter_trainings("07_removal", {**SMALL, "removal_fractions": [0.2, 0.4, 1.0], "poison_fraction": 0.4,
+                                                 "removal_pool": "S_C"})
     removal = [t for t in rows if isinstance(t.ident[-1], tuple)]
     # seed 0: clean 2 strategies and planted 4 over k = 6, 12, 30; seed 1: 2 strategies at k_peak = 12 and k_late = 30
     assert len(removal) == 2 * 3 + 4 * 3 + 2 * 2
     at_all = {t.ident for t in removal if t.n_train == 300 - 30 - 30 - 30}
     assert len(at_all) == 3  # removing all of S_C: one set whatever the strategy (clean seed 0, planted seeds 0, 1)
+
+
+def test_removal_from_all_of_f_empties_s_s_in_the_chapter_and_in_the_plan(tmp_path):
+    from types import SimpleNamespace
+    from clipmem_lib import chapter
+    from clipmem_lib.schema import chapter_parameters
+
+    P = SimpleNamespace(**{**{n: d.default for n, d in chapter_parameters("07_removal").items()},
+                           **SMALL, "runs_dir": str(tmp_path)})
+    assert P.removal_pool == "all" and chapter.split_sizes(P, 300) == (135, 30, 0)  # S_C, S_I halve 300 - 30
+    assert chapter.split_sizes(SimpleNamespace(**{**vars(P), "removal_pool": "S_C"}), 300) == (30, 30, None)
+    with pytest.raises(ValueError, match="removal_pool must be one of 'all', 'S_C', got 'S_S'"):
+        chapter.split_sizes(SimpleNamespace(**{**vars(P), "removal_pool": "S_S"}), 300)
+    with pytest.raises(ValueError, match="number of pairs"):
+        chapter.split_sizes(P, None)
+    S = chapter.setup(P)
+    sp = S.splits
+    assert len(sp.shared) == 0 and len(sp.candidates) == len(sp.independent) == 135 and len(sp.external) == 30
+    assert np.array_equal(np.sort(sp.f_indices), sp.candidates)  # f's whole training set is the removal pool
+    assert len(np.unique(np.concatenate([sp.candidates, sp.independent, sp.external]))) == 300
+    rows = plan.chapter_trainings("07_removal", {**SMALL, "removal_fractions": [0.2, 0.4, 0.8], "poison_fraction": 0.4})
+    assert {t.n_train for t in rows if t.what.startswith(("f, planted", "g, planted"))} == {135}
+    assert sorted({t.n_train for t in rows if "without" in t.what}) == [135 - 108, 135 - 54, 135 - 27]
 
 
 def test_table1_without_generated_images_has_the_real_image_cases_only():
