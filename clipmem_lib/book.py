@@ -19,9 +19,11 @@ exits non-zero after listing every failure.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import difflib
 import json
+import multiprocessing
 import os
 import pathlib
 import shutil
@@ -39,7 +41,7 @@ from .params import ParameterError, declared_parameters, listing_of, sibling_par
 from .schema import CHAPTERS, parameters_cell
 from .store import RunStore, project_path
 
-__all__ = ["load_profile", "declared_parameters", "plan", "check_data", "training_plan", "run_notebooks", "timing_table",
+__all__ = ["load_profile", "declared_parameters", "plan", "check_data", "training_plan", "side_by_side", "run_notebooks", "timing_table",
            "strip_outputs", "write_parameters", "install_mathjax", "main"]
 
 REQUIRED = "???"
@@ -166,15 +168,17 @@ def training_plan(planned: dict, runs, out_dir=None, *, samples_per_s: float | N
     return rows.assign(stored=rows.index.isin(stored)), costs, note
 
 
-def _plan_line(planned: dict, runs, out) -> str:
-    """The plan's total in one line (what ``run`` prints before any kernel starts)."""
+def _plan_line(planned: dict, runs, out) -> tuple[str, set[str]]:
+    """The plan's total in one line (what ``run`` prints before any kernel starts), and the chapters
+    that have nothing to train (:func:`side_by_side`)."""
     try:
-        _, costs, note = training_plan(planned, runs, out)
+        rows, costs, note = training_plan(planned, runs, out)
     except ValueError as e:  # e.g. real data of unknown size: the run itself does not need the plan
-        return f"not available: {e}"
+        return f"not available: {e}", set()
     t = {k: (v if k == "hours" else int(v)) for k, v in costs.loc["total"].items()}
     return (f"{t['new']} trainings, {t['stored']} of them already in {runs}; {t['to train']} to train, "
-            f"{t['samples']:,} samples" + (f", about {t['hours']:.1f} h" if pd.notna(t["hours"]) else "") + f" ({note})")
+            f"{t['samples']:,} samples" + (f", about {t['hours']:.1f} h" if pd.notna(t["hours"]) else "")
+            + f" ({note})"), side_by_side(rows)
 
 
 @dataclasses.dataclass
@@ -185,44 +189,68 @@ class Result:
     error: str = ""
 
 
-def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None, progress: bool = True) -> list[Result]:
-    """Execute every planned notebook into ``out_dir/<name>`` (atomically); keep going after failures."""
+def side_by_side(rows) -> set[str]:
+    """The chapters of a training plan (:func:`training_plan`'s rows) whose every training is already in
+    the run store: they train nothing, so two of them can run at once.  A chapter that trains, or asks for
+    no training (the summary, which reads the others' tables), runs alone, in order."""
+    stored = set(rows.ident[rows.stored])
+    return {ch for ch, idents in rows.groupby("chapter").ident if set(idents) <= stored}
+
+
+def _execute(src: pathlib.Path, params: dict, out_dir: pathlib.Path, kernel: str, cwd, progress: bool) -> Result:
+    """Run one notebook into ``out_dir/<name>`` (atomically), its failure kept under ``failed/``."""
     import papermill as pm
 
+    dest, tmp, failed = out_dir / src.name, out_dir / f".{src.stem}.partial.ipynb", out_dir / "failed" / src.name
+    log, ledger = out_dir / "timings" / f"{src.stem}.jsonl", out_dir / "trainings" / f"{src.stem}.jsonl"
+    log.write_text("")
+    ledger.write_text("")
+    os.environ[TIMINGS_ENV], os.environ[CHAPTER_ENV] = str(log), src.stem  # the kernel inherits all three
+    os.environ[LEDGER_ENV] = str(ledger)
+    print(f"[book] {src.stem}: running with {params or 'defaults'}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name=kernel, progress_bar=progress,
+                            cwd=str(cwd or src.parent), extra_arguments=KERNEL_ARGS)
+    except Exception as e:  # noqa: BLE001 - every failure is collected and reported at the end
+        if tmp.exists():
+            os.replace(tmp, failed)
+        dest.unlink(missing_ok=True)  # never render a stale chapter beside a failed run
+        msg = f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', str(e))}".strip()
+        result = Result(src.stem, False, time.perf_counter() - t0, msg)
+        print(f"[book] {src.stem}: FAILED after {result.seconds:.0f} s: {msg}", flush=True)
+        return result
+    _hide_injected(tmp)
+    os.replace(tmp, dest)
+    failed.unlink(missing_ok=True)
+    result = Result(src.stem, True, time.perf_counter() - t0)
+    with open(log, "a") as fh:
+        fh.write(json.dumps(dict(chapter=src.stem, category="wall", seconds=result.seconds)) + "\n")
+    print(f"[book] {src.stem}: done in {result.seconds:.0f} s", flush=True)
+    return result
+
+
+def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None, progress: bool = True,
+                  together: set[str] = frozenset(), jobs: int = 2) -> list[Result]:
+    """Execute every planned notebook into ``out_dir/<name>`` (atomically); keep going after failures.
+    The notebooks named in ``together`` (:func:`side_by_side`: nothing to train) run first, ``jobs`` at a
+    time in their own processes; the others then one at a time, in order.  Results in the planned order."""
     out_dir = pathlib.Path(out_dir)
     (out_dir / "failed").mkdir(parents=True, exist_ok=True)
     kernel = kernel or _default_kernel()
     (out_dir / "timings").mkdir(exist_ok=True)
     (out_dir / "trainings").mkdir(exist_ok=True)
-    results = []
+    first = [src for src in planned if src.stem in together] if jobs > 1 else []
+    results = {}
+    if len(first) > 1:
+        with concurrent.futures.ProcessPoolExecutor(min(jobs, len(first)),
+                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+            runs = {src: pool.submit(_execute, src, planned[src], out_dir, kernel, cwd, False) for src in first}
+            results = {src: r.result() for src, r in runs.items()}
     for src, params in planned.items():
-        dest, tmp, failed = out_dir / src.name, out_dir / f".{src.stem}.partial.ipynb", out_dir / "failed" / src.name
-        log, ledger = out_dir / "timings" / f"{src.stem}.jsonl", out_dir / "trainings" / f"{src.stem}.jsonl"
-        log.write_text("")
-        ledger.write_text("")
-        os.environ[TIMINGS_ENV], os.environ[CHAPTER_ENV] = str(log), src.stem  # the kernel inherits all three
-        os.environ[LEDGER_ENV] = str(ledger)
-        print(f"[book] {src.stem}: running with {params or 'defaults'}", flush=True)
-        t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name=kernel, progress_bar=progress,
-                                cwd=str(cwd or src.parent), extra_arguments=KERNEL_ARGS)
-        except Exception as e:  # noqa: BLE001 - every failure is collected and reported at the end
-            if tmp.exists():
-                os.replace(tmp, failed)
-            dest.unlink(missing_ok=True)  # never render a stale chapter beside a failed run
-            msg = f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', str(e))}".strip()
-            results.append(Result(src.stem, False, time.perf_counter() - t0, msg))
-            print(f"[book] {src.stem}: FAILED after {results[-1].seconds:.0f} s: {msg}", flush=True)
-            continue
-        _hide_injected(tmp)
-        os.replace(tmp, dest)
-        failed.unlink(missing_ok=True)
-        results.append(Result(src.stem, True, time.perf_counter() - t0))
-        with open(log, "a") as fh:
-            fh.write(json.dumps(dict(chapter=src.stem, category="wall", seconds=results[-1].seconds)) + "\n")
-        print(f"[book] {src.stem}: done in {results[-1].seconds:.0f} s", flush=True)
-    return results
+        if src not in results:
+            results[src] = _execute(src, params, out_dir, kernel, cwd, progress)
+    return [results[src] for src in planned]
 
 
 def timing_table(out_dir):
@@ -429,9 +457,12 @@ def main(argv=None) -> int:
                 print(rows.drop(columns=["ident", "snapshots"]).to_string(index=False))
         print(f"\nprofile {a.profile}: {note}\n{costs.to_string()}")
         return 0
-    print(f"[book] plan: {_plan_line(planned, project_path(a.runs), out)}", flush=True)
+    line, warm = _plan_line(planned, project_path(a.runs), out)
+    print(f"[book] plan: {line}" + (f"; {len(warm)} chapters with nothing to train run two at a time" if len(warm) > 1
+                                    else ""), flush=True)
     t0 = time.perf_counter()
-    results = run_notebooks(planned, out, kernel=a.kernel, cwd=project_path("."), progress=not a.no_progress)
+    results = run_notebooks(planned, out, kernel=a.kernel, cwd=project_path("."), progress=not a.no_progress,
+                            together=warm)
     print(f"\n[book] profile {a.profile}: {sum(r.ok for r in results)}/{len(results)} notebooks ran in "
           f"{time.perf_counter() - t0:.0f} s")
     for r in results:

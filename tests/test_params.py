@@ -1,9 +1,11 @@
 """Notebook parameters and the book runner: bad parameters fail early with a clear message, failed
 notebooks are collected, and the committed sources are stripped."""
+import os
 import pathlib
 
 import nbformat
 import papermill as pm
+import pandas as pd
 import pytest
 
 from clipmem_lib import book
@@ -135,6 +137,24 @@ def test_runner_collects_failures_and_keeps_going(tmp_path):
     assert done["cells"][-1]["outputs"][0]["text"] == "6\n"
     injected = [c for c in done["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "remove-cell" in injected[0]["metadata"]["tags"]
+    # side by side (chapters with nothing to train): each in its own process, with its own chapter's
+    # environment; the failure is still collected and the results keep the planned order
+    env = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x: int = 1", metadata={"tags": ["parameters"]}),
+                                          nbformat.v4.new_code_cell("import os; print(os.environ['CLIPMEM_CHAPTER'])")])
+    env.metadata["kernelspec"] = ok.metadata["kernelspec"]
+    nbformat.write(env, src / "c_env.ipynb")
+    planned = book.plan(sorted(src.glob("*.ipynb")), {"x": 3})
+    results = book.run_notebooks(planned, out, kernel="python3", progress=False, together={"a_bad", "c_env"})
+    assert [(r.notebook, r.ok) for r in results] == [("a_bad", False), ("b_ok", True), ("c_env", True)]
+    assert nbformat.read(out / "c_env.ipynb", as_version=4)["cells"][-1]["outputs"][0]["text"] == "c_env\n"
+    assert (out / "failed" / "a_bad.ipynb").exists() and '"category": "wall"' in (out / "timings" / "c_env.jsonl").read_text()
+    assert os.environ["CLIPMEM_CHAPTER"] == "b_ok"  # the last one run here: c_env ran in a process of its own
+
+
+def test_chapters_whose_trainings_are_all_stored_run_side_by_side():
+    rows = pd.DataFrame(dict(chapter=["01", "01", "02", "03", "03"], ident=["a", "b", "a", "c", "b"],
+                             stored=[True, True, False, False, False]))  # 02 and 03 repeat 01's "a", "b"
+    assert book.side_by_side(rows) == {"01", "02"}  # 03 needs "c"; a chapter with no training is not listed
 
 
 def test_runner_runs_one_chapter_with_a_profile_that_has_other_chapters_keys(capsys):
