@@ -25,8 +25,10 @@ def bare_dino(model, images, steps, batch, cfg, batched):
     """DINO steps with AdamW: per-view forwards (``batched`` False) or one forward per network."""
     tower = vision_tower(model)
     dim = tower.output_dim
-    student = torch.nn.Sequential(tower, DINOProjectionHead(dim, 4 * dim, min(256, dim), cfg.out_dim)).train()
-    teacher = copy.deepcopy(student)
+    head, t_head = (DINOProjectionHead(dim, 4 * dim, min(256, dim), cfg.out_dim) for _ in range(2))
+    t_head.load_state_dict(head.state_dict())  # built fresh, as in train_dino: deepcopy fails on its weight norm
+    student = torch.nn.Sequential(tower, head).train()
+    teacher = torch.nn.Sequential(copy.deepcopy(tower), t_head).train()
     deactivate_requires_grad(teacher)
     loss_fn, opt = DINOLoss(cfg.out_dim, warmup_teacher_temp_epochs=0), torch.optim.AdamW(student.parameters(), lr=cfg.lr)
     gen, size = torch.Generator().manual_seed(0), image_size(tower)
