@@ -19,6 +19,7 @@ from clipmem_lib.augment import random_resized_crop, to_model_input
 from clipmem_lib.models import image_size
 from clipmem_lib.scenes import SceneConfig, make_scenes
 from clipmem_lib.vision import VisionConfig, teacher_momentum, train_dino, vision_tower
+from train_throughput import spread  # benchmarks/ is on the path when this script runs
 
 
 def bare_dino(model, images, steps, batch, cfg, batched):
@@ -54,10 +55,6 @@ def library_rate(model, data, n, cfg):
     """samples/s of ``train_dino`` over its epochs after the first."""
     hist = train_dino(vision_tower(model), data.images, range(n), cfg, device="cpu", progress=False)
     return statistics.mean(h["samples_per_s"] for h in hist[1:])
-
-
-def spread(values) -> str:
-    return f"{statistics.median(values):6.0f} (range {min(values):.0f}-{max(values):.0f})"
 
 
 def main():
