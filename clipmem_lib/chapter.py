@@ -20,7 +20,7 @@ from .splits import Splits, make_splits
 from .store import RunStore, output_path
 from .train import TrainConfig
 
-__all__ = ["Setup", "setup", "split_sizes", "REMOVAL_POOLS", "Instruments", "instruments", "HELDOUT_SEED", "PROBE_SEED"]
+__all__ = ["Setup", "setup", "split_sizes", "removal_pool", "REMOVAL_POOLS", "Instruments", "instruments", "HELDOUT_SEED", "PROBE_SEED"]
 
 PROBE_SEED, HELDOUT_SEED = 10_000, 20_000  # built-in probe and held-out scenes: seeds no chapter trains on
 
@@ -107,7 +107,8 @@ def _submitit_options(P) -> dict:
 REMOVAL_POOLS = ("all", "S_C")
 
 
-def _removal_pool(P) -> str:
+def removal_pool(P) -> str:
+    """Chapter 07's ``removal_pool`` ("S_C" for a chapter that declares none), checked."""
     pool = getattr(P, "removal_pool", "S_C")
     if pool not in REMOVAL_POOLS:
         raise ValueError(f"removal_pool must be one of {', '.join(map(repr, REMOVAL_POOLS))}, got {pool!r}")
@@ -121,7 +122,7 @@ def split_sizes(P, n: int | None) -> tuple[int, int, int | None]:
     training set is S_C, the pool that CLIPMem scores and removal draws from: S_C and S_I halve the
     pairs S_E leaves, and f and g are the two halves.  "S_C" (the paper's, and every other chapter's)
     takes ``n_candidates`` and ``n_shared``."""
-    if _removal_pool(P) == "S_C":
+    if removal_pool(P) == "S_C":
         return P.n_candidates, P.n_external, None if P.n_shared < 0 else P.n_shared
     if n is None:
         raise ValueError("removal_pool 'all' sizes S_C from the number of pairs in the data, which is not known here")
@@ -134,7 +135,7 @@ def setup(P) -> Setup:
     ctx = Context(store=RunStore(output_path(P.runs_dir)), device=P.device, progress=P.progress,
                   num_workers=P.num_workers, n_jobs=P.n_jobs, executor=P.executor,
                   submitit=_submitit_options(P))  # checks the device and the executor before any data is read
-    _removal_pool(P)
+    removal_pool(P)
     data = load_dataset(P.data_source, P.data_path, n_pairs=P.n_pairs, image_size=P.image_size,
                         n_variants=P.n_variants, generated_path=P.generated_path, seed=P.seed)
     splits = make_splits(len(data), *split_sizes(P, len(data)), seed=P.seed)

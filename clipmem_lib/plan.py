@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from .chapter import split_sizes
+from .chapter import removal_pool, split_sizes
 from .removal import WITH_ORACLE, doubling_grid, nearest_k
 from .schema import CHAPTERS, chapter_parameters
 from .sweeps import _plan, caption_settings, noise_settings, sampling_settings, table1_settings
@@ -60,7 +60,7 @@ class _Chapter:
         self.stem = stem
         self.P = P = SimpleNamespace(**{**{n: d.default for n, d in chapter_parameters(stem).items()}, **given})
         self.n = P.n_pairs if P.data_source == "builtin" else n_data
-        if self.n is None and (P.n_shared < 0 or getattr(P, "removal_pool", "S_C") != "S_C"):
+        if self.n is None and (P.n_shared < 0 or removal_pool(P) != "S_C"):
             raise ValueError(f"{stem}: data_source {P.data_source!r} with n_shared -1 or removal_pool 'all': the plan "
                              "needs the number of pairs in the data (--pairs N)")
         self.n_c, n_e, n_shared = split_sizes(P, self.n)
@@ -72,7 +72,7 @@ class _Chapter:
         self.data = (P.data_source, P.data_path, self.n if P.data_source == "builtin" else None, P.image_size,
                      variants, P.seed)
         self.variants = P.n_variants if P.data_source == "builtin" or P.generated_path else 1
-        self.splits = ((P.n_candidates, P.n_external, P.n_shared, P.seed) if getattr(P, "removal_pool", "S_C") == "S_C"
+        self.splits = ((P.n_candidates, P.n_external, P.n_shared, P.seed) if removal_pool(P) == "S_C"
                        else ("all of f", self.n_c, n_e, P.seed))
         self.train = TrainConfig(epochs=P.epochs, batch_size=P.batch_size, lr=P.lr, warmup=P.warmup, seed=P.seed)
         self.seeds = [P.seed + s for s in range(P.seeds)]
