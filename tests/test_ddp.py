@@ -25,6 +25,7 @@ def _worker(rank, world, port, queue):
     dist.all_gather(replicas, w)
     if rank == 0:
         queue.put((hist[0]["loss"], hist[-1]["loss"], all(torch.equal(replicas[0], r) for r in replicas)))
+    dist.barrier()  # no rank tears gloo down while a peer is still mid-collective (CI once saw SIGABRT at exit)
     dist.destroy_process_group()
 
 
