@@ -6,7 +6,7 @@ Prints per set, rate and method AUROC, AUPRC and precision at k (k = the number 
 t-intervals over the seeds, then the mis-caption score minus each other method (AUROC, paired by seed).
 Models go to the run store (``--runs``), so a second run only scores.
 
-Usage: .venv/bin/python benchmarks/audit_detection.py [--sets scenes cjk] [--rates 0.1] [--seeds 3]
+Usage: .venv/bin/python benchmarks/audit_detection.py [--sets scenes cjk] [--rates 0.1] [--seeds 3] [--first-seed 0]
        [--pairs 1000] [--folds 5] [--epochs 40] [--n-jobs 2] [--runs runs] [--image-size 32]
 """
 import argparse
@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--sets", nargs="+", default=["scenes", "cjk"], choices=["scenes", "cjk"])
     ap.add_argument("--rates", nargs="+", type=float, default=[0.1])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--pairs", type=int, default=1000)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=40)
@@ -41,7 +42,7 @@ def main():
     for name in a.sets:
         t0 = time.perf_counter()
         data = makers[name]()
-        table, _ = audit.detection_benchmark(data, range(len(data)), a.rates, list(range(a.seeds)), "clipmem-tiny",
+        table, _ = audit.detection_benchmark(data, range(len(data)), a.rates, list(range(a.first_seed, a.first_seed + a.seeds)), "clipmem-tiny",
                                              TrainConfig(epochs=a.epochs), n_folds=a.folds, ctx=ctx)
         summaries.append(audit.benchmark_summary(table).assign(set=name))
         diffs.append(audit.benchmark_differences(table, reference="mis-caption score").assign(set=name))

@@ -49,7 +49,7 @@ from .splits import plant_miscaptions
 from .train import TrainConfig
 
 __all__ = ["MIN_PER_FOLD", "audit_pool", "assign_folds", "crossfit_jobs", "fold_tests", "crossfit_alignment", "score_crossfit",
-           "neighbour_scores", "caption_ranks", "MISCAPTION_EVIDENCE", "miscaption_score", "pair_losses", "ncr_scores", "detection_metrics", "detection_table", "METHODS", "detection_benchmark", "benchmark_summary",
+           "neighbour_scores", "caption_ranks", "caption_vectors", "pixel_vectors", "neighbour_consistency", "MISCAPTION_EVIDENCE", "CONSISTENCY_EVIDENCE", "miscaption_score", "pair_losses", "ncr_scores", "detection_metrics", "detection_table", "METHODS", "detection_benchmark", "benchmark_summary",
            "benchmark_differences", "check_images", "input_problems", "estimate_wrong", "report_html", "write_audit",
            "write_clean_csv"]
 
@@ -147,15 +147,63 @@ def caption_ranks(img: torch.Tensor, txt: torch.Tensor) -> tuple[np.ndarray, np.
     return (1 + (sims > own[:, None]).sum(1)).numpy(), (1 + (sims > own[None, :]).sum(0)).numpy()
 
 
+def caption_vectors(captions: Sequence[str]):
+    """Unit TF-IDF rows (scikit-learn's, sublinear term frequency, English stop words left out) of the
+    captions: a text similarity that needs no training, so no model's memorisation enters it."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(stop_words="english", sublinear_tf=True).fit_transform(list(captions)).astype(np.float32)
+
+
+def pixel_vectors(images, indices: Sequence[int], size: int = 32) -> torch.Tensor:
+    """Unit rows of the images' centred pixels (first variant, ``size`` px): an image similarity that
+    needs no training (glyphs, icons and near-duplicates share pixels; photos less so)."""
+    x = images.batch(np.asarray(indices), np.zeros(len(indices), dtype=np.int64), size).float().flatten(1)
+    return torch.nn.functional.normalize(x - x.mean(0), dim=1)
+
+
+def neighbour_consistency(img: torch.Tensor, txt, k: int = 10, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(images of caption-neighbours, captions of image-neighbours) of each pair, from unit image rows
+    ``img`` (n, d) and unit caption rows ``txt`` (a sparse (n, v) matrix, :func:`caption_vectors`):
+      images_of_caption_nn(i) = mean_{j ∈ NN_txt(i)} cos(x_i, x_j)   (do the captions most like t_i describe images like x_i?)
+      captions_of_image_nn(i) = mean_{j ∈ NN_img(i)} cos(t_i, t_j)   (do the images most like x_i carry captions like t_i?)
+    NN are the k nearest *other* pairs; a caption-neighbour must share a term (cos > 0), and a pair
+    whose caption shares none with any other gets NaN (no evidence).  LEMoN's neighbour terms (Zhang et
+    al., ICML 2025), with each modality's similarity taken outside the trained model."""
+    n = img.shape[0]
+    k = min(k, n - 1)
+    if k < 1:
+        raise ValueError("neighbour consistency needs at least 2 pairs")
+    img = img.float()
+    chunk = chunk or max(1, 50_000_000 // n)  # rows of the (chunk, n) similarity blocks: about 200 MB each
+    out_i, out_t = np.full(n, np.nan), np.zeros(n)
+    for lo in range(0, n, chunk):
+        rows = np.arange(lo, min(n, lo + chunk))
+        s_t = torch.from_numpy((txt[rows] @ txt.T).toarray()).float()
+        s_i = img[rows] @ img.T
+        s_t[torch.arange(len(rows)), torch.from_numpy(rows)] = -np.inf
+        s_i[torch.arange(len(rows)), torch.from_numpy(rows)] = -np.inf
+        top_t, nn_t = s_t.topk(k, dim=1)
+        near = s_i.gather(1, nn_t).masked_fill(top_t <= 0, np.nan)
+        out_i[rows] = near.nanmean(1).double().numpy()
+        out_t[rows] = s_t.clamp_min(0).gather(1, s_i.topk(k, dim=1).indices).mean(1).double().numpy()
+    return out_i, out_t
+
+
 # The mis-caption score's evidence: column and sign (+1: high is suspect), each turned into its rank
 # among the audited pairs and averaged with equal weights.  Fixed before any audit (no labels are used).
-MISCAPTION_EVIDENCE = {"rank_i2t_unseen": 1, "rank_t2i_unseen": 1, "neighbour_agreement": -1, "clipmem_raw": 1}
+# Chosen on the built-in scenes (benchmarks/README.md); memorisation (clipmem_raw) and the model-space
+# neighbour agreement lowered the AUROC there and are left out.
+MISCAPTION_EVIDENCE = {"rank_i2t_unseen": 1, "rank_t2i_unseen": 1,
+                       "images_of_caption_neighbours": -1, "captions_of_image_neighbours": -1}
+CONSISTENCY_EVIDENCE = {"images_of_caption_neighbours": -1, "captions_of_image_neighbours": -1}  # no model at all
 
 
-def miscaption_score(scores: pd.DataFrame) -> np.ndarray:
-    """"Which captions are wrong?": the mean over :data:`MISCAPTION_EVIDENCE` of each term's percentile
-    rank among the pairs (0 to 1, high = suspect)."""
-    ranks = [(sign * scores[col]).rank(pct=True, method="average") for col, sign in MISCAPTION_EVIDENCE.items()]
+def miscaption_score(scores: pd.DataFrame, evidence: dict[str, int] = MISCAPTION_EVIDENCE) -> np.ndarray:
+    """"Which captions are wrong?": the mean over ``evidence`` (column -> sign, +1: high is suspect) of
+    each term's percentile rank among the pairs (0 to 1, high = suspect; a term without evidence for a
+    pair counts ½)."""
+    ranks = [(sign * scores[col]).rank(pct=True, method="average").fillna(0.5) for col, sign in evidence.items()]
     return np.mean(ranks, axis=0)
 
 
@@ -185,8 +233,10 @@ def score_crossfit(models: Sequence[TrainedModel], data: PairData, folds: np.nda
     ``align_seen``, ``align_unseen``, ``clipmem_raw``, ``clipmem`` (range-normalised over all pairs),
     ``similarity_unseen`` (image–caption cosine under the model that did not see the pair) and, from the
     same model within the pair's fold, ``neighbour_agreement`` and ``lemon`` (:func:`neighbour_scores`),
-    ``rank_i2t_unseen`` and ``rank_t2i_unseen`` (:func:`caption_ranks` among the fold's pairs) and
-    ``miscaption_score`` (:func:`miscaption_score`)."""
+    ``rank_i2t_unseen`` and ``rank_t2i_unseen`` (:func:`caption_ranks` among the fold's pairs), over all
+    audited pairs and without any model ``images_of_caption_neighbours`` and ``captions_of_image_neighbours``
+    (:func:`neighbour_consistency` of pixels and TF-IDF), and, not cached, ``miscaption_score``
+    (:func:`miscaption_score`) and ``consistency_score`` (the same of the two model-free terms only)."""
     ctx = ctx or Context()
     folds = np.asarray(folds)
     if len(models) != int(folds.max()) + 1:
@@ -212,17 +262,20 @@ def score_crossfit(models: Sequence[TrainedModel], data: PairData, folds: np.nda
             near = (plain @ plain.T).fill_diagonal_(-np.inf).argmax(1).numpy() if mine.sum() > 1 else np.zeros(1, int)
             nearest[mine] = idx[mine][near]  # the fold's pair whose image is nearest, under the model that saw neither
         seen, unseen = crossfit_alignment(align, fold)
+        nn_img, nn_cap = neighbour_consistency(pixel_vectors(data.images, idx),
+                                               caption_vectors(" ".join(data.captions[i]) for i in idx), n_neighbours)
         raw = seen - unseen
         df = pd.DataFrame(dict(index=idx, fold=fold, align_seen=seen, align_unseen=unseen, clipmem_raw=raw,
                                clipmem=range_normalise(raw), similarity_unseen=sim, neighbour_agreement=agree,
                                lemon=lemon, rank_i2t_unseen=r_it.astype(int), rank_t2i_unseen=r_ti.astype(int),
+                               images_of_caption_neighbours=nn_img, captions_of_image_neighbours=nn_cap,
                                nearest_index=nearest))
-        df["miscaption_score"] = miscaption_score(df)
         return df.join(data.meta.reset_index(drop=True), on="index") if data.meta is not None else df
 
     cfg = dict(models=[m.key for m in models], folds=folds, tests=tests, captions=data.caption_digest(idx),
-               n_crops=n_crops, n_neighbours=n_neighbours, seed=seed)
-    return ctx.store.frame("crossfit", cfg, compute)
+               images=data.images.fingerprint(), n_crops=n_crops, n_neighbours=n_neighbours, seed=seed)
+    df = ctx.store.frame("crossfit", cfg, compute)
+    return df.assign(miscaption_score=miscaption_score(df), consistency_score=miscaption_score(df, CONSISTENCY_EVIDENCE))
 
 
 def detection_metrics(truth, score) -> dict:
@@ -250,7 +303,8 @@ METHODS = {"mis-caption score": ("miscaption_score", 1),
            "CLIP score, model trained on all pairs": ("similarity_all", -1),
            "CLIP score, model that did not see the pair": ("similarity_unseen", -1),
            "LEMoN-style neighbours": ("lemon", 1),
-           "NCR-style loss mixture": ("ncr", 1)}
+           "NCR-style loss mixture": ("ncr", 1),
+           "neighbour consistency alone (no model)": ("consistency_score", 1)}
 
 
 def detection_benchmark(data: PairData, pool: Sequence[int], rates: Sequence[float], seeds: Sequence[int],
@@ -371,7 +425,8 @@ def _histogram(scores: pd.DataFrame) -> str:
 
 TABLE_COLUMNS = {"rank": "rank", "id": "id", "caption": "caption", "miscaption_score": "mis-caption score",
                  "score": "memorisation (CLIPMem)", "similarity_unseen": "similarity, unseen model",
-                 "rank_i2t_unseen": "caption's rank, unseen model", "nearest_caption": "nearest pair's caption",
+                 "rank_i2t_unseen": "caption's rank, unseen model",
+                 "images_of_caption_neighbours": "look of its caption's neighbours", "nearest_caption": "nearest pair's caption",
                  "flagged": "flagged"}
 
 # Sorting and filtering of the pairs table, with no library: click a header to sort (again to reverse),
@@ -410,6 +465,8 @@ def report_html(scores: pd.DataFrame, data: PairData, k: int = 50, title: str = 
         return '<div class="gallery">' + "".join(cells) + "</div>"
 
     def cell(v):
+        if isinstance(v, float) and np.isnan(v):  # no evidence: shown as a dash, sorted below every number
+            return '<td data-v="-Infinity">—</td>'
         text = f"{v:.3f}" if isinstance(v, float) else str(v)
         return f'<td data-v="{html.escape(str(v), quote=True)}">{html.escape(text)}</td>'
 
@@ -426,8 +483,9 @@ def report_html(scores: pd.DataFrame, data: PairData, k: int = 50, title: str = 
             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
             f"<p>{len(scores)} pairs, {int(scores.fold.max()) + 1} folds. Two scores, two questions. "
             "<b>Mis-caption score</b>: is the caption wrong? The rank average of how badly the pair's caption "
-            "and image match each other under the model that never saw the pair, how little its image-neighbours' "
-            "captions agree with it, and how much it had to be memorised. <b>Memorisation</b> (cross-fitted "
+            "and image match each other under the model that never saw the pair (two ranks), how little the images "
+            "of the captions most like its caption look like its image, and how little the captions of the images "
+            "most like its image read like its caption (no model needed). <b>Memorisation</b> (cross-fitted "
             "CLIPMem): how much better a model aligns the pair when it trained on it; high for wrong captions and "
             "for correct but rare pairs alike.</p>"
             f"<p><b>About {n_wrong} captions look wrong</b> (a two-component mixture on the mis-caption score); "
@@ -449,8 +507,8 @@ def report_html(scores: pd.DataFrame, data: PairData, k: int = 50, title: str = 
 def write_audit(scores: pd.DataFrame, data: PairData, out: str | os.PathLike, k: int = 50) -> dict:
     """Write ``out/scores.csv`` (one row per pair, most suspect caption first: id, image path, caption,
     ``miscaption_score`` and its rank, the memorisation ``score`` and its rank, the evidence: similarity
-    and ranks under the model that did not see the pair, neighbour agreement, the nearest pair's
-    caption, and ``flagged``: among the :func:`estimate_wrong` most suspect) and ``out/report.html``,
+    and ranks under the model that did not see the pair, neighbour agreement and consistency, the nearest
+    pair's caption, and ``flagged``: among the :func:`estimate_wrong` most suspect) and ``out/report.html``,
     each atomically.  Returns their paths and the flagged pairs' ids."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -465,6 +523,8 @@ def write_audit(scores: pd.DataFrame, data: PairData, out: str | os.PathLike, k:
                             flagged=table.flagged, score=table.clipmem, score_raw=table.clipmem_raw, rank=table["rank"],
                             similarity_unseen=table.similarity_unseen, rank_i2t_unseen=table.rank_i2t_unseen,
                             rank_t2i_unseen=table.rank_t2i_unseen, neighbour_agreement=table.neighbour_agreement,
+                            images_of_caption_neighbours=table.images_of_caption_neighbours,
+                            captions_of_image_neighbours=table.captions_of_image_neighbours,
                             nearest_caption=table.nearest_caption, fold=table.fold)).sort_values("miscaption_rank")
     paths = dict(scores=out / "scores.csv", report=out / "report.html")
     for name, text in (("scores", csv.to_csv(index=False)), ("report", report_html(table, data, k))):

@@ -352,14 +352,14 @@ def detection_benchmark(summary: pd.DataFrame, metrics=("auroc", "auprc", "preci
     for ax, m in zip(axes, metrics):
         for k, method in enumerate(methods):
             part = flat[flat.method == method]
-            x = np.array([rates.index(r) for r in part.rate]) + (k - (len(methods) - 1) / 2) * 0.15
+            x = np.array([rates.index(r) for r in part.rate]) + (k - (len(methods) - 1) / 2) * 0.8 / len(methods)
             ax.errorbar(x, part[m], yerr=[part[m] - part[f"{m}_low"], part[f"{m}_high"] - part[m]], fmt="o",
                         color=colours[method], capsize=3, label=method)
         ax.set_xticks(range(len(rates)), [f"{r:.0%}" for r in rates])
         ax.set(xlabel="share of pairs planted", title=m.replace("_", " ").replace("auroc", "AUROC").replace("auprc", "AUPRC"))
     axes[0].set_ylabel("mean over seeds, 95% interval")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncols=2, frameon=False, fontsize=9)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncols=3, frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     return fig
 
 

@@ -44,7 +44,7 @@ VERSIONS = {
     "clipmem": 3,           # 2: typed parquet table; 3: an S_E pair is not its own test pair
     "unitmem": 3,           # 2: typed parquet table; 3: numpy's median for mu_-max (mean of the middle two)
     "unitmem_tracking": 4,  # as unitmem; 4: read from the snapshots of the one training
-    "crossfit": 2,          # audit.score_crossfit: cross-fitted CLIPMem of every pair; 2: ranks, mis-caption score
+    "crossfit": 3,          # audit.score_crossfit: cross-fitted CLIPMem of every pair; 2: ranks, mis-caption score; 3: neighbour consistency
     "classifier": 1,        # vision.train_classifier: single-label classifier on the image tower (Fig. 8)
     "utility": 1,           # measure.utility: probe accuracy and held-out retrieval of one model
 }

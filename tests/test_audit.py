@@ -122,6 +122,32 @@ def test_lemon_flags_a_swapped_caption():
     assert lemon.argmax() == 0 and agree.argmin() == 0
 
 
+def test_neighbour_consistency_equals_loops_and_flags_a_swapped_caption():
+    caps = ["red fish swims", "red fish", "blue bird", "blue bird sings", "green tree", "tall green tree", "lone word"]
+    img = _unit(7, 8, seed=6)
+    txt = audit.caption_vectors(caps)
+    for chunk in (2, 2048):  # chunking changes nothing
+        of_caps, of_imgs = audit.neighbour_consistency(img, txt, k=2, chunk=chunk)
+        st = (txt @ txt.T).toarray()
+        for i in range(7):
+            nn_t = sorted((j for j in range(7) if j != i), key=lambda j: -st[i, j])[:2]
+            near = [float(img[i] @ img[j]) for j in nn_t if st[i, j] > 0]
+            assert (np.isnan(of_caps[i]) if not near else of_caps[i] == pytest.approx(np.mean(near), abs=1e-6))
+            nn_i = sorted((j for j in range(7) if j != i), key=lambda j: -float(img[i] @ img[j]))[:2]
+            assert of_imgs[i] == pytest.approx(np.mean([st[i, j] for j in nn_i]), abs=1e-6)
+    assert np.isnan(of_caps[6])  # "lone word" shares no term: no evidence
+    # 3 clusters of 4 pairs, images and captions alike within a cluster; pair 0 carries a cluster-2 caption
+    centres = _unit(3, 16, seed=3)
+    img = torch.nn.functional.normalize(centres.repeat_interleave(4, 0) + 0.1 * _unit(12, 16, seed=4), dim=-1)
+    words = ["fish water swim", "bird wing sky", "tree leaf wood"]
+    caps = [f"{words[c]} {n}" for c in range(3) for n in ("one", "two", "three", "four")]
+    caps[0] = "tree leaf wood five"
+    of_caps, of_imgs = audit.neighbour_consistency(img, audit.caption_vectors(caps), k=3)
+    assert of_caps.argmin() == 0 and of_imgs.argmin() == 0
+    pix = audit.pixel_vectors(TensorImages(torch.randint(0, 256, (5, 1, 3, 8, 8), dtype=torch.uint8), "t"), range(5), 8)
+    assert pix.shape == (5, 192) and torch.allclose(pix.norm(dim=1), torch.ones(5))
+
+
 def test_detection_metrics_against_hand_counts():
     truth = np.array([1, 1, 0, 0, 0, 1], bool)
     m = detection_metrics(truth, [0.9, 0.2, 0.8, 0.1, 0.3, 0.7])
@@ -306,12 +332,15 @@ def test_caption_ranks_against_a_loop():
 
 
 def test_miscaption_score_is_the_mean_percentile_rank_of_its_evidence():
-    df = pd.DataFrame(dict(rank_i2t_unseen=[1, 4, 2, 3], rank_t2i_unseen=[1, 3, 2, 4], neighbour_agreement=[0.9, 0.1, 0.5, 0.6],
-                           clipmem_raw=[0.0, 0.3, 0.1, 0.2]))
+    df = pd.DataFrame(dict(rank_i2t_unseen=[1, 4, 2, 3], rank_t2i_unseen=[1, 3, 2, 4],
+                           images_of_caption_neighbours=[0.9, 0.1, np.nan, 0.6], captions_of_image_neighbours=[0.8, 0.0, 0.2, 0.4]))
     out = audit.miscaption_score(df)
-    by_hand = np.mean([[0.25, 1.0, 0.5, 0.75], [0.25, 0.75, 0.5, 1.0], [0.25, 1.0, 0.75, 0.5], [0.25, 1.0, 0.5, 0.75]], axis=0)
+    # percentile ranks of each term, high = suspect (similarities negated); the missing one counts 1/2
+    by_hand = np.mean([[0.25, 1.0, 0.5, 0.75], [0.25, 0.75, 0.5, 1.0], [1 / 3, 1.0, 0.5, 2 / 3], [0.25, 1.0, 0.75, 0.5]], axis=0)
     assert out == pytest.approx(by_hand) and int(np.argmax(out)) == 1  # worst on every term
     assert set(audit.MISCAPTION_EVIDENCE) <= set(df.columns)
+    assert audit.miscaption_score(df, audit.CONSISTENCY_EVIDENCE) == pytest.approx(np.mean(
+        [[1 / 3, 1.0, 0.5, 2 / 3], [0.25, 1.0, 0.75, 0.5]], axis=0))
 
 
 def test_pair_losses_match_clip_loss_and_ncr_finds_the_high_loss_mode():
