@@ -191,9 +191,9 @@ def neighbour_consistency(img: torch.Tensor, txt, k: int = 10, chunk: int | None
 
 
 # The mis-caption score's evidence: column and sign (+1: high is suspect), each turned into its rank
-# among the audited pairs and averaged with equal weights.  Fixed before any audit (no labels are used).
-# Chosen on the built-in scenes (benchmarks/README.md); memorisation (clipmem_raw) and the model-space
-# neighbour agreement lowered the AUROC there and are left out.
+# among the audited pairs and averaged with equal weights.  Fixed before any audit, which uses no labels:
+# chosen once with the built-in scenes' planted labels (benchmarks/README.md), where memorisation
+# (clipmem_raw) and the model-space neighbour agreement lowered the AUROC and were left out.
 MISCAPTION_EVIDENCE = {"rank_i2t_unseen": 1, "rank_t2i_unseen": 1,
                        "images_of_caption_neighbours": -1, "captions_of_image_neighbours": -1}
 CONSISTENCY_EVIDENCE = {"images_of_caption_neighbours": -1, "captions_of_image_neighbours": -1}  # no model at all
