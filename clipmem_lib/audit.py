@@ -186,7 +186,7 @@ def neighbour_consistency(img: torch.Tensor, txt, k: int = 10, chunk: int | None
         top_t, nn_t = s_t.topk(k, dim=1)
         near = s_i.gather(1, nn_t).masked_fill(top_t <= 0, np.nan)
         out_i[rows] = near.nanmean(1).double().numpy()
-        out_t[rows] = s_t.clamp_min(0).gather(1, s_i.topk(k, dim=1).indices).mean(1).double().numpy()
+        out_t[rows] = s_t.gather(1, s_i.topk(k, dim=1).indices).clamp_min(0).mean(1).double().numpy()
     return out_i, out_t
 
 
