@@ -331,13 +331,18 @@ def test_caption_ranks_against_a_loop():
     assert audit.caption_ranks(e, e)[0].tolist() == [1] * 12  # each image's own caption first
 
 
-def test_miscaption_score_is_the_mean_percentile_rank_of_its_evidence():
+def test_miscaption_score_is_the_weighted_mean_percentile_rank_of_its_evidence():
     df = pd.DataFrame(dict(rank_i2t_unseen=[1, 4, 2, 3], rank_t2i_unseen=[1, 3, 2, 4],
                            images_of_caption_neighbours=[0.9, 0.1, np.nan, 0.6], captions_of_image_neighbours=[0.8, 0.0, 0.2, 0.4]))
-    out = audit.miscaption_score(df)
     # percentile ranks of each term, high = suspect (similarities negated); the missing one counts 1/2
-    by_hand = np.mean([[0.25, 1.0, 0.5, 0.75], [0.25, 0.75, 0.5, 1.0], [1 / 3, 1.0, 0.5, 2 / 3], [0.25, 1.0, 0.75, 0.5]], axis=0)
-    assert out == pytest.approx(by_hand) and int(np.argmax(out)) == 1  # worst on every term
+    pct = np.array([[0.25, 1.0, 0.5, 0.75], [0.25, 0.75, 0.5, 1.0], [1 / 3, 1.0, 0.5, 2 / 3], [0.25, 1.0, 0.75, 0.5]])
+    out = audit.miscaption_score(df, {"rank_i2t_unseen": 1, "rank_t2i_unseen": 1,
+                                      "images_of_caption_neighbours": -1, "captions_of_image_neighbours": -1})
+    assert out == pytest.approx(pct.mean(0)) and int(np.argmax(out)) == 1  # worst on every term
+    # the shipped weights: the ranks 1/12 each, the neighbour terms 5/12 each
+    assert audit.miscaption_score(df) == pytest.approx(pct.T @ [1 / 12, 1 / 12, 5 / 12, 5 / 12])
+    assert audit.miscaption_score(df, {"rank_i2t_unseen": 3, "captions_of_image_neighbours": -1}) == pytest.approx(
+        0.75 * pct[0] + 0.25 * pct[3])  # the weight's size weighs, its sign orients
     assert set(audit.MISCAPTION_EVIDENCE) <= set(df.columns)
     assert audit.miscaption_score(df, audit.CONSISTENCY_EVIDENCE) == pytest.approx(np.mean(
         [[1 / 3, 1.0, 0.5, 2 / 3], [0.25, 1.0, 0.75, 0.5]], axis=0))
