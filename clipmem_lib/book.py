@@ -41,7 +41,7 @@ from .params import ParameterError, declared_parameters, listing_of, sibling_par
 from .schema import CHAPTERS, parameters_cell
 from .store import RunStore, project_path
 
-__all__ = ["load_profile", "declared_parameters", "plan", "check_data", "training_plan", "side_by_side", "run_notebooks", "timing_table",
+__all__ = ["load_profile", "declared_parameters", "plan", "check_data", "training_plan", "SIDE_BY_SIDE_BELOW", "side_by_side", "run_notebooks", "timing_table",
            "strip_outputs", "write_parameters", "install_mathjax", "main"]
 
 REQUIRED = "???"
@@ -170,7 +170,7 @@ def training_plan(planned: dict, runs, out_dir=None, *, samples_per_s: float | N
 
 def _plan_line(planned: dict, runs, out) -> tuple[str, set[str]]:
     """The plan's total in one line (what ``run`` prints before any kernel starts), and the chapters
-    that have nothing to train (:func:`side_by_side`)."""
+    that have little or nothing to train (:func:`side_by_side`)."""
     try:
         rows, costs, note = training_plan(planned, runs, out)
     except ValueError as e:  # e.g. real data of unknown size: the run itself does not need the plan
@@ -178,7 +178,7 @@ def _plan_line(planned: dict, runs, out) -> tuple[str, set[str]]:
     t = {k: (v if k == "hours" else int(v)) for k, v in costs.loc["total"].items()}
     return (f"{t['new']} trainings, {t['stored']} of them already in {runs}; {t['to train']} to train, "
             f"{t['samples']:,} samples" + (f", about {t['hours']:.1f} h" if pd.notna(t["hours"]) else "")
-            + f" ({note})"), side_by_side(rows)
+            + f" ({note})"), side_by_side(rows, SIDE_BY_SIDE_BELOW)
 
 
 @dataclasses.dataclass
@@ -189,17 +189,32 @@ class Result:
     error: str = ""
 
 
-def side_by_side(rows) -> set[str]:
-    """The chapters of a training plan (:func:`training_plan`'s rows) whose every training is already in
-    the run store: they train nothing, so two of them can run at once.  A chapter that trains, or asks for
-    no training (the summary, which reads the others' tables), runs alone, in order."""
+# A chapter with fewer samples than this left to train spends its wall time mostly starting a kernel and
+# in Python (the smoke profile's largest trains 31,476), so two of them share 2 cores; a cpu-profile
+# chapter trains millions and runs alone (benchmarks/README.md, "The smoke book side by side").
+SIDE_BY_SIDE_BELOW = 50_000
+
+
+def side_by_side(rows, below: int = 0) -> set[str]:
+    """The chapters of a training plan (:func:`training_plan`'s rows) that have fewer than ``below``
+    samples left to train (0: every training already in the run store): two of them can run at once.  A
+    chapter that trains more, or asks for no training (the summary, which reads the others' tables), runs
+    alone, in order."""
     stored = set(rows.ident[rows.stored])
-    return {ch for ch, idents in rows.groupby("chapter").ident if set(idents) <= stored}
+    if not below:
+        return {ch for ch, idents in rows.groupby("chapter").ident if set(idents) <= stored}
+    left = rows[~rows.ident.isin(stored)].drop_duplicates(["chapter", "ident"]).groupby("chapter").samples.sum()
+    return {ch for ch in rows.chapter.unique() if left.get(ch, 0) < below}
 
 
-def _execute(src: pathlib.Path, params: dict, out_dir: pathlib.Path, kernel: str, cwd, progress: bool) -> Result:
-    """Run one notebook into ``out_dir/<name>`` (atomically), its failure kept under ``failed/``."""
+def _execute(src: pathlib.Path, params: dict, out_dir: pathlib.Path, kernel: str, cwd, progress: bool,
+             threads: int | None = None) -> Result:
+    """Run one notebook into ``out_dir/<name>`` (atomically), its failure kept under ``failed/``; with
+    ``threads``, its kernel's torch uses that many (as a worker of ``fit_many`` does)."""
     import papermill as pm
+
+    if threads:  # two kernels of all the cores each stall each other (8x slower on 2 cores)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernel inherits it; torch reads it at import
 
     dest, tmp, failed = out_dir / src.name, out_dir / f".{src.stem}.partial.ipynb", out_dir / "failed" / src.name
     log, ledger = out_dir / "timings" / f"{src.stem}.jsonl", out_dir / "trainings" / f"{src.stem}.jsonl"
@@ -233,8 +248,8 @@ def _execute(src: pathlib.Path, params: dict, out_dir: pathlib.Path, kernel: str
 def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None, progress: bool = True,
                   together: set[str] = frozenset(), jobs: int = 2) -> list[Result]:
     """Execute every planned notebook into ``out_dir/<name>`` (atomically); keep going after failures.
-    The notebooks named in ``together`` (:func:`side_by_side`: nothing to train) run first, ``jobs`` at a
-    time in their own processes; the others then one at a time, in order.  Results in the planned order."""
+    The notebooks named in ``together`` (:func:`side_by_side`: little or nothing to train) run first, ``jobs`` at a
+    time in their own processes, sharing the cores out; the others then one at a time, in order.  Results in the planned order."""
     out_dir = pathlib.Path(out_dir)
     (out_dir / "failed").mkdir(parents=True, exist_ok=True)
     kernel = kernel or _default_kernel()
@@ -245,7 +260,8 @@ def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None
     if len(first) > 1:
         with concurrent.futures.ProcessPoolExecutor(min(jobs, len(first)),
                                                     mp_context=multiprocessing.get_context("spawn")) as pool:
-            runs = {src: pool.submit(_execute, src, planned[src], out_dir, kernel, cwd, False) for src in first}
+            threads = max(1, (os.cpu_count() or 1) // min(jobs, len(first)))
+            runs = {src: pool.submit(_execute, src, planned[src], out_dir, kernel, cwd, False, threads) for src in first}
             results = {src: r.result() for src, r in runs.items()}
     for src, params in planned.items():
         if src not in results:
@@ -458,7 +474,7 @@ def main(argv=None) -> int:
         print(f"\nprofile {a.profile}: {note}\n{costs.to_string()}")
         return 0
     line, warm = _plan_line(planned, project_path(a.runs), out)
-    print(f"[book] plan: {line}" + (f"; {len(warm)} chapters with nothing to train run two at a time" if len(warm) > 1
+    print(f"[book] plan: {line}" + (f"; {len(warm)} chapters with little or nothing to train run two at a time" if len(warm) > 1
                                     else ""), flush=True)
     t0 = time.perf_counter()
     results = run_notebooks(planned, out, kernel=a.kernel, cwd=project_path("."), progress=not a.no_progress,
