@@ -12,11 +12,12 @@ own test set.  Scores are range-normalised over all pairs (Appendix A.2).
 
 Two questions, two scores.  "Which pairs did the model memorise?": cross-fitted CLIPMem.  "Which
 captions are wrong?": :func:`miscaption_score`, a weighted rank average of evidence that no model
-trained on the pair supplies (the rank of a pair's caption among its fold's captions for its image and of
-its image among the images for its caption, under the model that did not see it; whether the captions
-most like its caption describe images like its image, and the reverse, with no model at all), with
-weights fixed once on built-in planted data and shipped here, so an audit uses no labels.  A rare but correct pair is memorised too, but its caption still ranks well under the model
-that never saw it; a wrong caption does not.
+trained on the pair supplies (the rank of a pair's caption among its fold's captions for its image and
+of its image among the images for its caption, under the model that did not see it; whether the
+captions most like its caption describe images like its image, and the reverse, with no model at all),
+with weights fixed once on built-in planted data and shipped here, so an audit uses no labels.  A rare
+but correct pair is memorised too, but its caption still ranks well under the model that never saw it,
+and its look-alikes still agree with it; a wrong caption fails both.
 
 Beside them, the baselines of the detection benchmark (``09_audit``): the CLIP score under a model
 trained on all the data, the same under the model that did not see the pair, a LEMoN-style neighbour
@@ -487,12 +488,12 @@ def report_html(scores: pd.DataFrame, data: PairData, k: int = 50, title: str = 
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
             f"<p>{len(scores)} pairs, {int(scores.fold.max()) + 1} folds. Two scores, two questions. "
-            "<b>Mis-caption score</b>: is the caption wrong? A weighted rank average of how little the images of the "
-            "captions most like its caption look like its image and how little the captions of the images most "
-            "like its image read like its caption (no model needed; weight 5/6), and of how badly the pair's caption "
-            "and image match each other under the model that never saw the pair (two ranks; weight 1/6). <b>Memorisation</b> (cross-fitted "
-            "CLIPMem): how much better a model aligns the pair when it trained on it; high for wrong captions and "
-            "for correct but rare pairs alike.</p>"
+            "<b>Mis-caption score</b>: is the caption wrong? A weighted rank average of how little the images "
+            "of the captions most like its caption look like its image and how little the captions of the images "
+            "most like its image read like its caption (no model needed; weight 5/6), and of how badly the pair's "
+            "caption and image match each other under the model that never saw the pair (two ranks; weight 1/6). "
+            "<b>Memorisation</b> (cross-fitted CLIPMem): how much better a model aligns the pair when it trained "
+            "on it; high for wrong captions and for correct but rare pairs alike.</p>"
             f"<p><b>About {n_wrong} captions look wrong</b> (a two-component mixture on the mis-caption score); "
             f"the {n_wrong} highest are flagged in the table, and <code>--drop auto</code> leaves them out of "
             "clean.csv. Look before deleting.</p>"

@@ -195,14 +195,12 @@ class Result:
 SIDE_BY_SIDE_BELOW = 50_000
 
 
-def side_by_side(rows, below: int = 0) -> set[str]:
+def side_by_side(rows, below: int = 1) -> set[str]:
     """The chapters of a training plan (:func:`training_plan`'s rows) that have fewer than ``below``
-    samples left to train (0: every training already in the run store): two of them can run at once.  A
-    chapter that trains more, or asks for no training (the summary, which reads the others' tables), runs
-    alone, in order."""
+    samples left to train (1: none, every training already in the run store): two of them can run at
+    once.  A chapter that trains more, or asks for no training (the summary, which reads the others'
+    tables), runs alone, in order."""
     stored = set(rows.ident[rows.stored])
-    if not below:
-        return {ch for ch, idents in rows.groupby("chapter").ident if set(idents) <= stored}
     left = rows[~rows.ident.isin(stored)].drop_duplicates(["chapter", "ident"]).groupby("chapter").samples.sum()
     return {ch for ch in rows.chapter.unique() if left.get(ch, 0) < below}
 
@@ -248,8 +246,9 @@ def _execute(src: pathlib.Path, params: dict, out_dir: pathlib.Path, kernel: str
 def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None, progress: bool = True,
                   together: set[str] = frozenset(), jobs: int = 2) -> list[Result]:
     """Execute every planned notebook into ``out_dir/<name>`` (atomically); keep going after failures.
-    The notebooks named in ``together`` (:func:`side_by_side`: little or nothing to train) run first, ``jobs`` at a
-    time in their own processes, sharing the cores out; the others then one at a time, in order.  Results in the planned order."""
+    The notebooks named in ``together`` (:func:`side_by_side`: little or nothing to train) run first,
+    ``jobs`` at a time in their own processes, sharing the cores out; the others then one at a time, in
+    order.  Results in the planned order."""
     out_dir = pathlib.Path(out_dir)
     (out_dir / "failed").mkdir(parents=True, exist_ok=True)
     kernel = kernel or _default_kernel()

@@ -153,9 +153,9 @@ def test_runner_collects_failures_and_keeps_going(tmp_path):
 
 def test_chapters_with_little_or_nothing_to_train_run_side_by_side():
     rows = pd.DataFrame(dict(chapter=["01", "01", "02", "03", "03"], ident=["a", "b", "a", "c", "b"],
-                             stored=[True, True, False, False, False]))  # 02 and 03 repeat 01's "a", "b"
+                             samples=[10, 10, 10, 30, 10], stored=[True, True, False, False, False]))  # 02, 03 repeat 01's
     assert book.side_by_side(rows) == {"01", "02"}  # 03 needs "c"; a chapter with no training is not listed
-    rows = rows.assign(samples=[10, 10, 10, 30, 10], stored=[False, True, False, False, False])
+    rows = rows.assign(stored=[False, True, False, False, False])
     # left to train, "b" being stored: 01 "a" (10), 02 "a" (10), 03 "c" (30)
     assert book.side_by_side(rows, below=30) == {"01", "02"} and book.side_by_side(rows, below=31) == {"01", "02", "03"}
     assert book.side_by_side(rows) == set() and book.side_by_side(rows, below=10) == set()
