@@ -21,7 +21,8 @@ import torch
 
 from .data import FileImages, PairData, TensorImages
 
-__all__ = ["load_coco", "load_csv", "load_webdataset", "load_cjk", "cjk_available", "expand_braces", "TarMember", "CJK_FONT", "UNIHAN"]
+__all__ = ["load_coco", "load_csv", "load_webdataset", "load_cjk", "cjk_available", "load_photos", "photo_arrays", "PHOTO_CAPTIONS",
+           "expand_braces", "TarMember", "CJK_FONT", "UNIHAN"]
 
 CJK_FONT = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"  # Debian: fonts-noto-cjk
 UNIHAN = "/usr/share/unicode/Unihan_Readings.txt.bz2"                # Debian: unicode-data
@@ -318,3 +319,49 @@ def load_cjk(n: int = 2000, image_size: int = 32, seed: int = 0, *, block: tuple
     meta = pd.DataFrame(dict(char=[chr(c) for c, _ in chosen], codepoint=[c for c, _ in chosen]))
     return PairData([[text] for _, text in chosen], TensorImages(torch.from_numpy(pix), f"cjk-{fp}"),
                     meta=meta, name=f"CJK characters (Noto Sans CJK, Unihan kDefinition), {len(chosen)} pairs")
+
+
+# A short caption for each photograph that scikit-image ships (skimage.data; no download), by its name.
+PHOTO_CAPTIONS = {
+    "astronaut": "an astronaut in a white suit in front of a flag", "camera": "a man with a camera on a tripod",
+    "cat": "a ginger cat looking at the camera", "coffee": "a cup of coffee on a saucer",
+    "rocket": "a rocket on its launch pad", "horse": "the silhouette of a horse",
+    "coins": "old coins on a grey background", "moon": "the surface of the moon",
+    "page": "a printed page of text", "text": "a photograph of signs with text",
+    "clock": "a clock on a wall, blurred", "brick": "a brick wall", "grass": "blades of grass",
+    "gravel": "a close-up of gravel", "hubble_deep_field": "galaxies in deep space",
+    "immunohistochemistry": "stained cells under a microscope", "retina": "a photograph of a retina",
+    "chelsea": "a tabby cat lying down", "logo": "a logo with a snake"}
+
+
+def photo_arrays() -> dict[str, np.ndarray]:
+    """The photographs of :data:`PHOTO_CAPTIONS` that the installed scikit-image holds (one it would
+    download is left out), as (H, W, 3) uint8 arrays."""
+    import skimage.data as skdata
+
+    out = {}
+    for name in PHOTO_CAPTIONS:
+        try:
+            img = np.asarray(getattr(skdata, name)())
+        except Exception:  # noqa: BLE001 - an image this version would fetch from the network
+            continue
+        out[name] = (np.stack([img] * 3, -1) if img.ndim == 2 else img[..., :3]).astype(np.uint8)
+    return out
+
+
+def load_photos(image_size: int = 32) -> PairData:
+    """scikit-image's own photographs (about 20; :func:`photo_arrays`), each centre-cropped to a square of
+    ``image_size`` px and captioned by :data:`PHOTO_CAPTIONS`: real photos, offline, but far too few to
+    measure a detector's power (a planted swap is 1 of 2 to 8 pairs).  ``meta``: ``name``."""
+    import skimage
+    from PIL import Image, ImageOps
+
+    photos = photo_arrays()
+    if len(photos) < 4:
+        raise ValueError(f"only {len(photos)} offline photographs in scikit-image {skimage.__version__}")
+    pix = np.stack([np.asarray(ImageOps.fit(Image.fromarray(a), (image_size, image_size), Image.BICUBIC))
+                    for a in photos.values()])
+    fp = _digest([(skimage.__version__, image_size, *photos)])
+    return PairData([[PHOTO_CAPTIONS[n]] for n in photos],
+                    TensorImages(torch.from_numpy(pix).permute(0, 3, 1, 2)[:, None].contiguous(), f"photos-{fp}"),
+                    meta=pd.DataFrame(dict(name=list(photos))), name=f"scikit-image photographs, {len(photos)} pairs")

@@ -15,6 +15,7 @@ from clipmem_lib import audit
 from clipmem_lib.audit import (assign_folds, crossfit_alignment, detection_metrics, fold_tests, neighbour_scores,
                                score_crossfit)
 from clipmem_lib.cli import main
+from clipmem_lib.loaders import PHOTO_CAPTIONS, photo_arrays
 from clipmem_lib.data import PairData, TensorImages
 from clipmem_lib.runtime import Context
 from clipmem_lib.store import RunStore
@@ -230,26 +231,12 @@ def test_crossfit_clipmem_ranks_planted_miscaptions_high(scenes_of):
 
 
 def _real_photos_csv(tmp_path):
-    """About 20 real photographs shipped with scikit-image, each with a short caption; 3 captions swapped."""
-    skdata = pytest.importorskip("skimage.data", reason="scikit-image (requirements.txt) provides the real photos")
-    captions = {"astronaut": "an astronaut in a white suit in front of a flag", "camera": "a man with a camera on a tripod",
-                "cat": "a ginger cat looking at the camera", "coffee": "a cup of coffee on a saucer",
-                "rocket": "a rocket on its launch pad", "horse": "the silhouette of a horse",
-                "coins": "old coins on a grey background", "moon": "the surface of the moon",
-                "page": "a printed page of text", "text": "a photograph of signs with text",
-                "clock": "a clock on a wall, blurred", "brick": "a brick wall", "grass": "blades of grass",
-                "gravel": "a close-up of gravel", "hubble_deep_field": "galaxies in deep space",
-                "immunohistochemistry": "stained cells under a microscope", "retina": "a photograph of a retina",
-                "chelsea": "a tabby cat lying down", "logo": "a logo with a snake"}
+    """About 20 real photographs shipped with scikit-image, each with a short caption; two swaps planted."""
+    pytest.importorskip("skimage.data", reason="scikit-image (requirements.txt) provides the real photos")
     rows = []
-    for name, cap in captions.items():
-        try:
-            img = np.asarray(getattr(skdata, name)())
-        except Exception:  # an image the installed version would download: skip it
-            continue
-        img = np.stack([img] * 3, -1) if img.ndim == 2 else img[..., :3]
-        Image.fromarray(img.astype(np.uint8)).save(tmp_path / f"{name}.png")
-        rows.append([f"{name}.png", cap])
+    for name, img in photo_arrays().items():
+        Image.fromarray(img).save(tmp_path / f"{name}.png")
+        rows.append([f"{name}.png", PHOTO_CAPTIONS[name]])
     assert len(rows) >= 12, f"only {len(rows)} offline photos in this scikit-image"
     for a, b in [(0, 3), (5, 8)]:  # planted swaps
         rows[a][1], rows[b][1] = rows[b][1], rows[a][1]

@@ -369,3 +369,25 @@ def test_corrupt_image_is_not_cached(tmp_path):
     for _ in range(2):
         with pytest.raises(ValueError, match=r"corrupt or not an image.*n0\.png"):
             d.images.load(0, 0, 16)
+
+
+def test_load_photos_are_scikit_images_centre_crops_with_their_own_captions():
+    import numpy as np
+    from clipmem_lib.loaders import PHOTO_CAPTIONS, load_photos, photo_arrays
+
+    pytest.importorskip("skimage.data", reason="scikit-image (requirements.txt) provides the real photos")
+    photos = photo_arrays()
+    data = load_photos(image_size=16)
+    assert list(data.meta.name) == list(photos) and len(data) == len(photos) >= 12
+    assert [c[0] for c in data.captions] == [PHOTO_CAPTIONS[n] for n in photos]
+    i = list(photos).index("astronaut")  # 512 x 512: the square crop is the whole photo
+    by_hand = np.array(Image.fromarray(photos["astronaut"]).resize((16, 16), Image.BICUBIC))
+    assert torch.equal(data.images.pixels[i, 0], torch.from_numpy(by_hand).permute(2, 0, 1))
+    wide = next(n for n, a in photos.items() if a.shape[1] > a.shape[0] * 1.2)  # a wide one keeps its middle
+    a = photos[wide]
+    h = a.shape[0]
+    middle = a[:, (a.shape[1] - h) // 2:(a.shape[1] - h) // 2 + h]
+    ref = np.asarray(Image.fromarray(middle).resize((16, 16), Image.BICUBIC)).astype(int)
+    got = data.images.pixels[list(photos).index(wide), 0].permute(1, 2, 0).numpy().astype(int)
+    assert np.abs(got - ref).mean() < 8  # up to ImageOps.fit's rounding of the crop box
+    assert load_photos(16).images.fingerprint() == data.images.fingerprint() != load_photos(24).images.fingerprint()
