@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=128, help="as clipmem audit: no larger than a fold model's pairs")
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--runs", default="runs")
-    ap.add_argument("--image-size", type=int, default=32, help="side of the scenes and glyphs in pixels")
+    ap.add_argument("--image-size", type=int, default=32, help="side of the scenes, glyphs and photos in pixels")
     a = ap.parse_args()
     ctx = Context(RunStore(a.runs), device="cpu", progress=False, n_jobs=a.n_jobs)
     makers = {"scenes": lambda: make_scenes(SceneConfig(n=a.pairs, seed=0, image_size=a.image_size)),

@@ -352,7 +352,7 @@ def photo_arrays() -> dict[str, np.ndarray]:
 def load_photos(image_size: int = 32) -> PairData:
     """scikit-image's own photographs (about 20; :func:`photo_arrays`), each centre-cropped to a square of
     ``image_size`` px and captioned by :data:`PHOTO_CAPTIONS`: real photos, offline, but far too few to
-    measure a detector's power (a planted swap is 1 of 2 to 8 pairs).  ``meta``: ``name``."""
+    measure a detector's power (2 to 8 planted at 10 to 40%).  ``meta``: ``name``."""
     import skimage
     from PIL import Image, ImageOps
 
