@@ -39,7 +39,7 @@ from .fitting import LEDGER_ENV
 from .runtime import CATEGORIES, CHAPTER_ENV, TIMINGS_ENV
 from .params import ParameterError, declared_parameters, listing_of, sibling_parameters, validate
 from .schema import CHAPTERS, parameters_cell
-from .store import RunStore, project_path
+from .store import HEALED_LOG, RunStore, project_path
 
 __all__ = ["load_profile", "declared_parameters", "plan", "check_data", "training_plan", "SIDE_BY_SIDE_BELOW", "side_by_side", "run_notebooks", "timing_table",
            "strip_outputs", "write_parameters", "install_mathjax", "main"]
@@ -168,6 +168,38 @@ def training_plan(planned: dict, runs, out_dir=None, *, samples_per_s: float | N
     return rows.assign(stored=rows.index.isin(stored)), costs, note
 
 
+# What the power plan costs a new training at, where the run store has measured none: the cpu book's median
+# clipmem-tiny rate (benchmarks/README.md, the cost plan), and the rate assumed for one GPU.
+ASSUMED_SAMPLES_PER_S = {"cpu": 1821.0, "cuda": 900.0}
+PLAN_PROFILES = ("cpu", "paper-lite", "paper")  # the profiles a label may point to
+
+
+def _chapter_seeds(planned: dict) -> dict[str, int]:
+    return {pathlib.Path(nb).stem: int(given.get("seeds", declared_parameters(nb)["seeds"].default))
+            for nb, given in planned.items() if "seeds" in declared_parameters(nb)}
+
+
+def power_plan(profile: str, planned: dict, trainings: pd.DataFrame, samples_per_s: float | None = None) -> str:
+    """The power plan's table for ``book plan`` (:func:`~clipmem_lib.resolution.resolution_table`): every
+    tested row's expected half-width at the profile's seeds beside δ, and its label, with a count."""
+    from .resolution import chapter_cost, resolution_table
+
+    seeds = _chapter_seeds(planned)
+    device = next((g.get("device", "cpu") for g in planned.values()), "cpu")
+    rate = samples_per_s or ASSUMED_SAMPLES_PER_S.get(device, ASSUMED_SAMPLES_PER_S["cpu"])
+    others = {}
+    for name in PLAN_PROFILES:
+        if name != profile and (project_path("profiles") / f"{name}.yaml").is_file():
+            others[name] = {stem: int(load_profile(name).get("seeds", s)) for stem, s in seeds.items()}
+    table, source = resolution_table(profile, seeds, chapter_cost(trainings, seeds, rate), others)
+    counts = table.decidable.value_counts()
+    head = (f"\npower plan at {profile} (variances: {source}; new trainings costed at {rate:,.0f} samples/s): "
+            f"{len(table)} tested rows, {counts.get('yes', 0)} decidable, {counts.get('no', 0)} beyond resolution, "
+            f"{counts.get('two-way', 0)} two-way (no δ)")
+    with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 140):
+        return head + "\n" + table.round({"δ": 4, "expected half-width": 4}).to_string(index=False)
+
+
 def _plan_line(planned: dict, runs, out) -> tuple[str, set[str]]:
     """The plan's total in one line (what ``run`` prints before any kernel starts), and the chapters
     that have little or nothing to train (:func:`side_by_side`)."""
@@ -256,16 +288,37 @@ def run_notebooks(planned: dict, out_dir, *, kernel: str | None = None, cwd=None
     (out_dir / "trainings").mkdir(exist_ok=True)
     first = [src for src in planned if src.stem in together] if jobs > 1 else []
     results = {}
+    healed = _HealedLines({pathlib.Path(p["runs_dir"]) for p in planned.values() if p.get("runs_dir")})
     if len(first) > 1:
         with concurrent.futures.ProcessPoolExecutor(min(jobs, len(first)),
                                                     mp_context=multiprocessing.get_context("spawn")) as pool:
             threads = max(1, (os.cpu_count() or 1) // min(jobs, len(first)))
             runs = {src: pool.submit(_execute, src, planned[src], out_dir, kernel, cwd, False, threads) for src in first}
             results = {src: r.result() for src, r in runs.items()}
+        healed.say()
     for src, params in planned.items():
         if src not in results:
             results[src] = _execute(src, params, out_dir, kernel, cwd, progress)
+            healed.say(src.stem)
     return [results[src] for src in planned]
+
+
+class _HealedLines:
+    """Prints on the runner's terminal, once each, the store's lines about damaged entries it set aside and
+    recomputed (:meth:`~clipmem_lib.store.RunStore.set_aside`), which the chapters print only in their output."""
+
+    def __init__(self, roots):
+        self.logs = [pathlib.Path(r) / HEALED_LOG for r in roots]
+        self.seen = {log: log.stat().st_size if log.is_file() else 0 for log in self.logs}
+
+    def say(self, chapter: str = "") -> None:
+        for log in self.logs:
+            if log.is_file() and log.stat().st_size > self.seen[log]:
+                with open(log) as f:
+                    f.seek(self.seen[log])
+                    for line in f.read().splitlines():
+                        print(f"[book] {chapter + ': ' if chapter else ''}{line}", flush=True)
+                    self.seen[log] = f.tell()
 
 
 def timing_table(out_dir):
@@ -394,6 +447,8 @@ def main(argv=None) -> int:
                    help="training throughput to cost with (default: measured from the run store's trainings)")
     n.add_argument("--pairs", type=int, default=None, help="pairs in the real data (only when n_shared is -1)")
     n.add_argument("--summary", action="store_true", help="the per-chapter table only, not every training")
+    n.add_argument("--resolution", action="store_true",
+                   help="only the power plan: per tested row, whether the profile's seeds can decide it")
     a = ap.parse_args(argv)
 
     if a.cmd == "static":
@@ -467,10 +522,12 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.cmd == "plan":
-        if not a.summary:
+        if not (a.summary or a.resolution):
             with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
                 print(rows.drop(columns=["ident", "snapshots"]).to_string(index=False))
-        print(f"\nprofile {a.profile}: {note}\n{costs.to_string()}")
+        if not a.resolution:
+            print(f"\nprofile {a.profile}: {note}\n{costs.to_string()}")
+        print(power_plan(pathlib.Path(a.profile).stem, planned, rows, a.samples_per_s))
         return 0
     line, warm = _plan_line(planned, project_path(a.runs), out)
     print(f"[book] plan: {line}" + (f"; {len(warm)} chapters with little or nothing to train run two at a time" if len(warm) > 1

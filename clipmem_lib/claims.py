@@ -32,10 +32,11 @@ import yaml
 from scipy import stats
 
 from .clipmem import clean_vs_miscaptioned, separation_auc, subset_means, top_enrichment
+from .designs import Contrast, block_design, contrast, t_half_width
 
 __all__ = ["paper", "Verdict", "paired_interval", "seeds_needed", "smallest_effect", "decide", "verdict", "observation", "sec3_checks", "claim1",
            "claim2", "rare_concepts", "claim3", "claim4", "claim5_modality", "claim5_captions", "balanced_sampling",
-           "claim6", "claim7", "claim8", "dino_memorises_more", "fig11_moves_later", "table5", "table6", "fig8",
+           "noise_grid", "claim6", "claim7", "claim8", "dino_memorises_more", "fig11_moves_later", "table5", "table6", "fig8",
            "table4_7"]
 
 
@@ -76,6 +77,9 @@ class Verdict:
     unit: str = ""
     direction: int = 1
     delta: float = math.nan  # the smallest effect of interest (NaN: the paper gives no number)
+    interval: str = ""       # "paired, 2 df" or "pooled: 5 settings × 3 seeds, 8 df" (:mod:`clipmem_lib.designs`)
+    sd: float = math.nan     # the per-seed sd of the differences the interval uses (pooled: σ·√2)
+    df: int = 0              # its degrees of freedom
 
     @property
     def half_width(self) -> float:
@@ -152,13 +156,22 @@ def decide(low: float, high: float, n: int, delta: float = math.nan) -> tuple[st
 
 def verdict(claim: str, what: str, paper_figure: str, differences, direction: int = 1, level: float = 0.95,
             unit: str = "", delta: float = math.nan) -> Verdict:
-    """The verdict on per-seed paired ``differences`` (A − B for each seed); ``direction`` is +1 when the
-    paper says A > B and −1 when it says A < B; ``delta`` is the row's smallest effect of interest."""
+    """The verdict on per-seed paired ``differences`` (A − B for each seed), or on a
+    :class:`~clipmem_lib.designs.Contrast` whose interval uses its design's pooled error; ``direction``
+    is +1 when the paper says A > B and −1 when it says A < B; ``delta`` is the row's smallest effect of
+    interest."""
     if direction not in (1, -1):
         raise ValueError(f"direction must be +1 or -1, got {direction!r}")
-    mean, low, high, n = paired_interval(direction * np.asarray(differences, dtype=float), level)
+    c = differences if isinstance(differences, Contrast) else None
+    d = np.asarray(c.differences if c else differences, dtype=float)
+    mean, low, high, n = paired_interval(direction * d, level)
+    sd, df, kind = (c.sd, c.df, c.kind) if c else (float(d[~np.isnan(d)].std(ddof=1)) if n >= 2 else math.nan,
+                                                      max(n - 1, 0), f"paired, {max(n - 1, 0)} df")
+    if c is not None and n >= 2:
+        half = t_half_width(c.sd, n, c.df, level)
+        low, high = mean - half, mean + half
     v, why = decide(low, high, n, delta)
-    return Verdict(claim, what, paper_figure, mean, low, high, n, v, why, unit, direction, delta)
+    return Verdict(claim, what, paper_figure, mean, low, high, n, v, why, unit, direction, delta, kind, sd, df)
 
 
 def observation(claim: str, what: str, paper_figure: str, values, unit: str = "", why: str = "") -> Verdict:
@@ -175,6 +188,14 @@ def _paired(table: pd.DataFrame, column: str, a: str, b: str, label: str = "sett
     """Per seed, ``column`` of setting ``a`` minus setting ``b`` (seeds where both ran)."""
     wide = table.pivot_table(index="seed", columns=label, values=column)
     return (wide[a] - wide[b]).dropna().to_numpy() if {a, b} <= set(wide.columns) else np.array([])
+
+
+def _pooled(table: pd.DataFrame, column: str, a: str, b: str, label: str = "setting") -> Contrast:
+    """``column`` of ``a`` minus ``b`` per seed, with the pooled error of the design that every setting of
+    ``table`` run at all of ``b``'s seeds forms, ``b`` its control (:func:`~clipmem_lib.designs.block_design`)."""
+    if b not in set(table[label]) or column not in table:
+        return Contrast(np.array([]), math.nan, 0, "paired")
+    return contrast(table, column, a, b, block_design(table, column, b, label), label)
 
 
 def _mean_of(table: pd.DataFrame, column: str, setting: str, label: str = "setting") -> float:
@@ -274,9 +295,9 @@ def claim4(both: dict) -> list[Verdict]:
 def _utility(claim, what, paper_figure, table, a, b, direction=1, paper_lp=None) -> list[Verdict]:
     """The probe and R@1 rows of ``a`` minus ``b``; ``paper_lp`` (the paper's LP %, ``b``'s then ``a``'s)
     sets both rows' δ: the paper reports utility by its probe only, so R@1 gets the same change in log-odds."""
-    return [verdict(claim, f"{what}: linear probe", paper_figure, _paired(table, "lp_acc", a, b), direction,
+    return [verdict(claim, f"{what}: linear probe", paper_figure, _pooled(table, "lp_acc", a, b), direction,
                     unit="LP accuracy", delta=_delta(paper_lp, table, "lp_acc", b, proportion=True)),
-            verdict(claim, f"{what}: held-out R@1", "—", _paired(table, "r_at_1", a, b), direction, unit="R@1",
+            verdict(claim, f"{what}: held-out R@1", "—", _pooled(table, "r_at_1", a, b), direction, unit="R@1",
                     delta=_delta(paper_lp, table, "r_at_1", b, proportion=True))]
 
 
@@ -289,7 +310,7 @@ def claim5_modality(table: pd.DataFrame, base: str = "1 image, 1 caption", text:
         return []
     t1 = paper("table1")
     return [verdict("5", "raw CLIPMem on S_C: text side minus image side", f"{t1[text][0]} vs {t1[image][0]}",
-                    _paired(table, "clipmem_raw", text, image), -1, unit="raw CLIPMem",
+                    _pooled(table, "clipmem_raw", text, image), -1, unit="raw CLIPMem",
                     delta=_delta((t1[image][0], t1[text][0]), table, "clipmem_raw", image)),
             *_utility("5", "text side minus image side", f"{t1[text][1]}% vs {t1[image][1]}%", table, text, image,
                       paper_lp=(t1[image][1], t1[text][1]))]
@@ -302,7 +323,7 @@ def claim5_captions(table: pd.DataFrame, few: str, many: str) -> list[Verdict]:
     one_five = (few.split()[0], many.split()[0]) == ("1", "5")
     pair = lambda col: (t1["1 image, 1 caption"][col], t1["1 image, 5 captions"][col]) if one_five else None  # noqa: E731
     return [verdict("5", f"raw CLIPMem on S_C: {many} minus {few}", paper("fig5a"),
-                    _paired(table, "clipmem_raw", many, few), -1, unit="raw CLIPMem",
+                    _pooled(table, "clipmem_raw", many, few), -1, unit="raw CLIPMem",
                     delta=_delta(pair(0), table, "clipmem_raw", few)),
             *_utility("5", f"{many} minus {few}", paper("fig5a"), table, many, few, paper_lp=pair(1))]
 
@@ -319,24 +340,36 @@ def balanced_sampling(table: pd.DataFrame, balanced: str = "balanced over 5",
         f"{t3[k][2]}%" for k in (balanced, *others)), diff, unit="LP accuracy", delta=delta)]
 
 
-def claim6(table: pd.DataFrame, none: str, moderate: str, large: str, placement: str = "") -> list[Verdict]:
+def noise_grid(tables: dict, none: str) -> pd.DataFrame:
+    """Table 8's whole grid as one design: the no-noise setting (one training whatever the placement) once,
+    as ``none``, and every other setting of each placement as "<placement> <setting>" (``tables``:
+    placement -> :func:`~clipmem_lib.sweeps.compare_settings` table)."""
+    parts = [t[t.setting != none].assign(setting=at + " " + t.setting[t.setting != none]) for at, t in tables.items()]
+    return pd.concat([next(iter(tables.values())).query("setting == @none"), *parts], ignore_index=True)
+
+
+def claim6(table: pd.DataFrame, none: str, moderate: str, large: str, placement: str = "",
+           grid: pd.DataFrame | None = None) -> list[Verdict]:
     """Claim 6 (Table 8) per seed: moderate text noise lowers raw CLIPMem and raises utility against no
     noise; large noise raises raw CLIPMem and lowers utility against no noise ("hurts both").
-    ``placement`` (e.g. "raw", "normalized") names where the noise went, in each row's description."""
+    ``placement`` (e.g. "raw", "normalized") names where the noise went, in each row's description; with
+    ``grid`` (:func:`noise_grid`), the contrasts pool the seed noise of every placement's settings."""
     t8 = paper("table8")
     std = lambda label: float(label.split()[1])  # noqa: E731 - settings are named "std <value>"
     fig = lambda label: f"{t8[std(label)][0]}, {t8[std(label)][1]}%" if std(label) in t8 else "—"  # noqa: E731
     at = f"{placement} noise, " if placement else ""
     pair = lambda label, col: (t8[std(none)][col], t8[std(label)][col]) if {std(none), std(label)} <= set(t8) else None  # noqa: E731
+    design = table if grid is None else grid
+    name = lambda label: label if grid is None else f"{placement} {label}"  # noqa: E731 - the setting in the design
     return [verdict("6", f"{at}raw CLIPMem on S_C: {moderate} minus none", f"{fig(none)} → {fig(moderate)}",
-                    _paired(table, "clipmem_raw", moderate, none), -1, unit="raw CLIPMem",
+                    _pooled(design, "clipmem_raw", name(moderate), none), -1, unit="raw CLIPMem",
                     delta=_delta(pair(moderate, 0), table, "clipmem_raw", none)),
-            *_utility("6", f"{at}{moderate} minus none", f"{fig(none)} → {fig(moderate)}", table, moderate, none,
+            *_utility("6", f"{at}{moderate} minus none", f"{fig(none)} → {fig(moderate)}", design, name(moderate), none,
                       paper_lp=pair(moderate, 1)),
             verdict("6", f"{at}raw CLIPMem on S_C: {large} minus none", f"{fig(none)} → {fig(large)}",
-                    _paired(table, "clipmem_raw", large, none), unit="raw CLIPMem",
+                    _pooled(design, "clipmem_raw", name(large), none), unit="raw CLIPMem",
                     delta=_delta(pair(large, 0), table, "clipmem_raw", none)),
-            *_utility("6", f"{at}{large} minus none", f"{fig(none)} → {fig(large)}", table, large, none, -1,
+            *_utility("6", f"{at}{large} minus none", f"{fig(none)} → {fig(large)}", design, name(large), none, -1,
                       paper_lp=pair(large, 1))]
 
 
@@ -352,9 +385,9 @@ def claim7(curve: pd.DataFrame, k_peak: int, k_late: int, data: str = "planted")
     fig = paper("fig6")
     return [*_utility("7", f"{data} data, k = {k_peak}: CLIPMem minus random removal", fig, at(k_peak), "clipmem", "random"),
             verdict("7", f"{data} data, k = {k_late}: CLIPMem minus random removal, probe (below: the cut-off)",
-                    fig, _paired(at(k_late), "lp_acc", "clipmem", "random"), -1, unit="LP accuracy"),
+                    fig, _pooled(at(k_late), "lp_acc", "clipmem", "random"), -1, unit="LP accuracy"),
             verdict("7", f"planted pairs among the first {k_peak} removed: CLIPMem minus random", "CLIPMem finds them first",
-                    _paired(at(k_peak), "planted_removed", "clipmem", "random"), unit="pairs")]
+                    _pooled(at(k_peak), "planted_removed", "clipmem", "random"), unit="pairs")]
 
 
 # --------------------------------------------------------------------------- Sec. 4.5 (05_between)
@@ -401,7 +434,7 @@ def table5(table: pd.DataFrame, small: str, large: str) -> list[Verdict]:
     CLIPMem) and is more useful (probe, held-out R@1), trained on the same pairs with the same seeds."""
     t5 = paper("table5")
     return [verdict("A1", f"raw CLIPMem on S_C: {large} minus {small}", f"{t5['base'][0]} → {t5['large'][0]}",
-                    _paired(table, "clipmem_raw", large, small), unit="raw CLIPMem",
+                    _pooled(table, "clipmem_raw", large, small), unit="raw CLIPMem",
                     delta=_delta((t5["base"][0], t5["large"][0]), table, "clipmem_raw", small)),
             *_utility("A1", f"{large} minus {small}", f"{t5['base'][1]}% → {t5['large'][1]}%", table, large, small,
                       paper_lp=(t5["base"][1], t5["large"][1]))]
@@ -434,9 +467,9 @@ def fig8(scores: dict, curve: pd.DataFrame, k: int) -> list[Verdict]:
     return [verdict("A3", "label memorisation on S_C: flipped minus clean", "flipped labels are memorised", mem,
                     unit="P_f − P_g"),
             verdict("A3", f"k = {k}: test accuracy, most memorised minus random removal", paper("fig8"),
-                    _paired(at, "accuracy", "memorisation", "random"), unit="accuracy"),
+                    _pooled(at, "accuracy", "memorisation", "random"), unit="accuracy"),
             verdict("A3", f"flipped labels among the first {k} removed: most memorised minus random", "—",
-                    _paired(at, "flipped_removed", "memorisation", "random"), unit="labels")]
+                    _pooled(at, "flipped_removed", "memorisation", "random"), unit="labels")]
 
 
 def table4_7(table: pd.DataFrame, few: str, many: str, similarity: pd.DataFrame | None = None) -> list[Verdict]:
@@ -447,7 +480,7 @@ def table4_7(table: pd.DataFrame, few: str, many: str, similarity: pd.DataFrame 
     t = paper("table4_7")
     fig = {"template": t["coco"], "generated": t["gpt35"]}
     rows = [verdict("A4", f"{style} captions: raw CLIPMem on S_C, {many} minus {few}",
-                    f"{fig[style][0]} → {fig[style][1]}", _paired(table[table["style"] == style], "clipmem_raw", many, few),
+                    f"{fig[style][0]} → {fig[style][1]}", _pooled(table[table["style"] == style], "clipmem_raw", many, few),
                     -1, unit="raw CLIPMem", delta=_delta(fig[style][:2], table[table["style"] == style], "clipmem_raw", few))
             for style in ("template", "generated")]
     for setting, col in ((few, 0), (many, 1)):

@@ -108,6 +108,9 @@ def config_key(config) -> str:
     return hashlib.sha256(json.dumps(_canon(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
+HEALED_LOG = ".healed.log"  # under the store's root: every entry set aside, one line each
+
+
 class RunStore:
     """Cache of results keyed by ``(kind, config)``; ``root=None`` keeps nothing (always rebuilds)."""
 
@@ -176,8 +179,10 @@ class RunStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, dest)
         self._verified.pop(path, None)
-        print(f"run store: {kind} entry {key} at {path} is damaged ({reason}); moved to {dest}, recomputing it",
-              file=sys.stderr)
+        line = f"run store: {kind} entry {key} at {path} is damaged ({reason}); moved to {dest}, recomputing it"
+        print(line, file=sys.stderr)
+        with open(self.root / HEALED_LOG, "a") as log:  # one line per entry: what the book runner prints
+            log.write(line + "\n")
         return dest
 
     def build(self, kind: str, config, builder: Callable[[pathlib.Path, pathlib.Path], None],

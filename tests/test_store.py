@@ -250,3 +250,23 @@ def test_two_processes_on_one_key_train_it_once(tmp_path):
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
     assert sorted(log.read_text().splitlines()) == ["read done", "read done", "trained"]
+
+
+def test_the_book_runner_prints_each_healed_entry_once_on_its_terminal(tmp_path, kind_k, capsys):
+    from clipmem_lib.book import _HealedLines
+
+    store = RunStore(tmp_path)
+    store.build("k", dict(a=1), _two_files)
+    store.build("k", dict(a=2), _two_files)
+    healed = _HealedLines([tmp_path])  # what the runner notes before the chapters start
+    for a in (1, 2):
+        path = store.entry("k", dict(a=a))
+        (path / "a.bin").write_bytes(b"garbled")
+        assert RunStore(tmp_path).entry("k", dict(a=a)) is None  # set aside, as a chapter's kernel would
+    capsys.readouterr()
+    healed.say("02_memorisation")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("[book] 02_memorisation: run store: k entry ") for line in lines)
+    assert RunStore.key_of("k", dict(a=1)) in lines[0] and RunStore.key_of("k", dict(a=2)) in lines[1]
+    healed.say("03_modalities")
+    assert capsys.readouterr().out == ""  # once per entry
