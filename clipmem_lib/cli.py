@@ -3,7 +3,8 @@
     clipmem audit pairs.csv --out audit/                       # train K models, score every pair, write the report
     clipmem audit pairs.csv --out audit/ --fold 3              # one fold's model only (e.g. a SLURM array task)
     clipmem audit /data/coco --out audit/ --folds 5 --device cuda --model ViT-B-32
-    clipmem audit pairs.csv --out audit/ --drop auto           # also write clean.csv without the flagged pairs
+    clipmem audit pairs.csv --out audit/ --review-sample 200   # also review.csv: 200 random pairs to mark
+    clipmem audit pairs.csv --out audit/ --reviewed review.csv --drop reviewed   # clean.csv without those marked wrong
 
 Options are named like ``open_clip_train``'s.  PATH is an OpenCLIP CSV, a COCO root or a webdataset shard
 pattern.  Trained models go to a run store (``--runs``, default ``OUT/runs``), so an interrupted audit
@@ -66,8 +67,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the fold models train: here (default), or one submitit job each (SLURM where "
                         "available; the run store must be on a filesystem the jobs share)")
     a.add_argument("--top", type=int, default=50, help="pairs in each gallery of report.html (default 50)")
-    a.add_argument("--drop", default=None, metavar="K|auto", help="write OUT/clean.csv: the input CSV without the K pairs "
-                   "most suspect of a wrong caption, or ('auto') without those the audit estimates are wrong")
+    a.add_argument("--drop", default=None, metavar="K|reviewed", help="write OUT/clean.csv: the input CSV without the K "
+                   "pairs most suspect of a wrong caption, or ('reviewed') without those marked wrong in --reviewed")
+    a.add_argument("--review-sample", type=int, default=None, metavar="N", help="add N random pairs to report.html "
+                   "and write OUT/review.csv (image, caption, an empty caption_ok) for you to mark")
+    a.add_argument("--reviewed", default=None, metavar="FILE", help="your marks (review.csv, or the report's download: "
+                   "caption_ok yes/no): estimate how many captions are wrong, and what --drop reviewed leaves out")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     return ap
 
@@ -75,8 +80,8 @@ def _parser() -> argparse.ArgumentParser:
 def _audit(args) -> int:
     import numpy as np
 
-    from .audit import (assign_folds, check_images, crossfit_jobs, input_problems, score_crossfit, write_audit,
-                        write_clean_csv)
+    from .audit import (assign_folds, check_images, crossfit_jobs, input_problems, read_review, review_sample,
+                        score_crossfit, write_audit, write_clean_csv)
     from .fitting import fit, fit_many
     from .models import image_size, model_config, sized
     from .runtime import Context
@@ -90,13 +95,17 @@ def _audit(args) -> int:
     ctx = Context(store=RunStore(pathlib.Path(args.runs).resolve() if args.runs else out / "runs"), device=args.device,
                   progress=not args.quiet, num_workers=args.workers, executor=args.executor)
     drop = _drop_count(args.drop)
-    if drop is not None and _kind_of(args.path) != "csv":
-        raise ValueError(f"--drop writes clean.csv from a CSV input; {args.path} is not a CSV")
+    if drop == "reviewed" and args.reviewed is None:
+        raise ValueError("--drop reviewed leaves out the pairs marked wrong in --reviewed FILE; give that file")
+    if (drop is not None or args.review_sample is not None or args.reviewed) and _kind_of(args.path) != "csv":
+        raise ValueError(f"--drop, --review-sample and --reviewed name pairs by a CSV's image column; {args.path} is not a CSV")
     data = load_pairs(args.path, args.csv_img_key, args.csv_caption_key, args.csv_separator)
+    marks = read_review(args.reviewed, data.meta.filepath, args.csv_img_key) if args.reviewed else None
     warnings, pool = input_problems(data)
     for line in warnings:
         print(f"clipmem audit: warning: {line}", file=sys.stderr)
     folds = assign_folds(len(data), args.folds, args.seed, pool)
+    sample = review_sample(pool, args.review_sample, args.seed) if args.review_sample is not None else ()
     if args.fold is not None and not 1 <= args.fold <= args.folds:
         raise ValueError(f"--fold {args.fold}: choose a fold from 1 to {args.folds}")
     check_images(data, size, progress=not args.quiet)
@@ -112,27 +121,45 @@ def _audit(args) -> int:
         print(f"fold {args.fold} of {args.folds}: model stored in {m.path}")
         return 0
     models = fit_many(jobs, ctx)
-    scores = score_crossfit(models, data, folds, seed=args.seed, ctx=ctx)
-    paths = write_audit(scores, data, out, k=args.top)
+    scores, synthetic, choice = score_crossfit(models, data, folds, seed=args.seed, ctx=ctx, return_synthetic=True)
+    paths = write_audit(scores, data, out, k=args.top, synthetic=synthetic, choice=choice, sample=sample, marks=marks,
+                        img_key=args.csv_img_key, caption_key=args.csv_caption_key, seed=args.seed)
+    s = paths["summary"]
     top = scores.sort_values("miscaption_score", ascending=False).head(3)["index"].to_numpy()
-    print(f"{len(pool)} pairs scored with {args.folds} folds ({name}, {args.epochs} epochs); about {len(paths['flagged'])} "
-          f"captions look wrong; most suspect: pairs {', '.join(str(int(i)) for i in np.atleast_1d(top))}")
-    print(f"scores: {paths['scores']}\nreport: {paths['report']}")
+    print(f"{len(pool)} pairs scored with {args.folds} folds ({name}, {args.epochs} epochs); at most "
+          f"{s['wrong_upper_bound']} captions look wrong (an upper bound, bootstrap 95% interval "
+          f"{s['wrong_upper_bound_low']}-{s['wrong_upper_bound_high']}); most suspect: pairs "
+          f"{', '.join(str(int(i)) for i in np.atleast_1d(top))}")
+    if "wrong_estimate" in s:
+        print(f"from your marks on {s['n_reviewed']} random pairs: about {s['wrong_estimate']:.0f} wrong "
+              f"(95% interval {s['wrong_low']:.0f}-{s['wrong_high']:.0f})")
+    elif marks is not None:
+        print(f"{s['n_marked']} pairs marked, none of them from a random sample (sample=random): no estimate of how many "
+              "are wrong")
+    print(f"scores: {paths['scores_csv']}\nreport: {paths['report_html']}\nsummary: {paths['summary_json']}")
+    if "review_csv" in paths:
+        print(f"review: {paths['review_csv']} ({len(sample)} random pairs: mark caption_ok yes or no, then --reviewed)")
     if drop is not None:
-        ranked = scores.sort_values("miscaption_score", ascending=False)["index"].to_numpy()
-        gone = paths["flagged"] if drop == "auto" else ranked[:drop]
-        n_rows = write_clean_csv(args.path, out / "clean.csv", data.meta.filepath.to_numpy()[gone],
-                                 img_key=args.csv_img_key, sep=args.csv_separator)
-        print(f"clean: {out / 'clean.csv'} ({len(gone)} pairs, {n_rows} rows left out)")
+        if drop == "reviewed":
+            gone_paths = marks.image[~marks.ok].to_numpy()
+        else:
+            ranked = scores.sort_values("miscaption_score", ascending=False)["index"].to_numpy()
+            gone_paths = data.meta.filepath.to_numpy()[ranked[:drop]]
+        n_rows = write_clean_csv(args.path, out / "clean.csv", gone_paths, img_key=args.csv_img_key, sep=args.csv_separator)
+        print(f"clean: {out / 'clean.csv'} ({len(gone_paths)} pairs, {n_rows} rows left out)")
     return 0
 
 
 def _drop_count(value):
-    """--drop's value: None, "auto" or a count of pairs ≥ 0."""
-    if value is None or value == "auto":
+    """--drop's value: None, "reviewed" or a count of pairs ≥ 0; "auto" is refused (it would delete on a guess)."""
+    if value is None or value == "reviewed":
         return value
+    if value == "auto":
+        raise ValueError("--drop auto no longer guesses which captions are wrong (the audit only bounds how many); "
+                         "mark a random sample (--review-sample N, then --reviewed FILE --drop reviewed) or drop the K "
+                         "most suspect (--drop K)")
     if not value.isdigit():
-        raise ValueError(f"--drop {value!r}: give a number of pairs or 'auto'")
+        raise ValueError(f"--drop {value!r}: give a number of pairs or 'reviewed'")
     return int(value)
 
 

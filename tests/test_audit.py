@@ -181,7 +181,7 @@ def _photos_csv(tmp_path, n=8, size=40):
     ("bad folds", ["--folds", "1"], "folds must be an integer from 2 to 10"),
     ("bad fold", ["--folds", "2", "--fold", "3"], "--fold 3: choose a fold from 1 to 2"),
     ("bad image size", ["--image-size", "30"], "multiple of clipmem-tiny's patch size 8"),
-    ("bad drop", ["--drop", "some"], "--drop 'some': give a number of pairs or 'auto'"),
+    ("bad drop", ["--drop", "some"], "--drop 'some': give a number of pairs or 'reviewed'"),
 ])
 def test_audit_bad_input_gives_one_line_and_status_2(tmp_path, capsys, case, args, message):
     csv = _photos_csv(tmp_path)
@@ -391,6 +391,269 @@ def test_clean_csv_keeps_columns_separator_and_order(tmp_path):
     assert (tmp_path / "clean.csv").read_text() == "title,filepath,extra\nb,y,2\nd,z,4\n"
 
 
-def test_estimate_wrong_counts_the_high_mode():
-    rng = np.random.default_rng(1)
-    assert abs(audit.estimate_wrong(np.r_[rng.normal(0.3, 0.05, 180), rng.normal(0.8, 0.05, 20)]) - 20) <= 2
+# ------------------------------------------- synthetic mis-captions, the weight fit, the bound, the review
+
+
+def _shape_pairs(tmp_path, n=200, size=32, seed=0):
+    """``n`` correct pairs of coloured shapes (3 shapes × 4 colours: 12 distinct captions such as "a red
+    circle"), randomly placed and sized, plus one image with an empty caption."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    colours = {"red": (220, 30, 30), "green": (30, 160, 40), "blue": (30, 60, 220), "yellow": (230, 200, 20)}
+    rows = []
+    for i in range(n + 1):
+        shape, colour = ["circle", "square", "triangle"][i % 3], list(colours)[(i // 3) % 4]
+        img = Image.new("RGB", (size, size), (255, 255, 255))
+        r, cx, cy = rng.integers(7, 12), rng.integers(12, size - 12), rng.integers(12, size - 12)
+        box = (cx - r, cy - r, cx + r, cy + r)
+        draw = ImageDraw.Draw(img)
+        if shape == "circle":
+            draw.ellipse(box, fill=colours[colour])
+        elif shape == "square":
+            draw.rectangle(box, fill=colours[colour])
+        else:
+            draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colours[colour])
+        img.save(tmp_path / f"s{i}.png")
+        rows.append((f"s{i}.png", f"a {colour} {shape}" if i < n else ""))
+    pd.DataFrame(rows, columns=["filepath", "title"]).to_csv(tmp_path / "shapes.csv", sep="\t", index=False)
+    return tmp_path / "shapes.csv"
+
+
+def test_synthetic_donors_are_a_derangement_within_each_fold():
+    folds = assign_folds(60, 4, seed=2, pool=np.arange(3, 60))
+    donor = audit.synthetic_donors(folds, seed=5)
+    audited = np.flatnonzero(folds >= 0)
+    assert (donor[folds < 0] == -1).all() and (donor[audited] != audited).all()
+    assert (folds[donor[audited]] == folds[audited]).all()  # the caption comes from the same fold
+    assert sorted(donor[audited]) == list(audited)  # every caption given once
+    np.testing.assert_array_equal(donor, audit.synthetic_donors(folds, seed=5))
+    assert not np.array_equal(donor, audit.synthetic_donors(folds, seed=6))
+
+
+def _loop_neighbours(sim_rows, a, b, k):
+    """The k best columns of each row of ``sim_rows`` (a list of lists), columns a[r] and b[r] left out."""
+    return [sorted((j for j in range(len(row)) if j not in (a[r], b[r])), key=lambda j: -row[j])[:k]
+            for r, row in enumerate(sim_rows)]
+
+
+def test_synthetic_pairs_leave_both_donors_out_against_loops():
+    # image a[r] with caption b[r]: its caption's exact copy (pair b) and its image's (pair a) would be
+    # every search's nearest neighbour at cosine 1, so leaving either donor in changes each term below
+    n, k = 9, 3
+    a, b = np.arange(n), np.roll(np.arange(n), 2)
+    img, txt = _unit(n, 6, seed=7), _unit(n, 6, seed=8)
+    si, st = (img @ img.T).double().numpy(), (txt @ txt.T).double().numpy()
+    nn_i = _loop_neighbours([si[a[r]] for r in range(n)], a, b, k)
+    nn_t = _loop_neighbours([st[b[r]] for r in range(n)], a, b, k)
+    agree, lemon = neighbour_scores(img, txt, k, pairs=(a, b))
+    for r in range(n):
+        ag = np.mean([st[b[r], j] for j in nn_i[r]])
+        assert agree[r] == pytest.approx(ag, abs=1e-6)
+        assert lemon[r] == pytest.approx(1 - float(img[a[r]] @ txt[b[r]]) + 1 - ag
+                                         + np.mean([1 - si[a[r], j] for j in nn_t[r]]), abs=1e-6)
+    sims = (img @ txt.T).double().numpy()
+    i2t, t2i = audit.caption_ranks(img, txt, pairs=(a, b))
+    for r in range(n):
+        others = [j for j in range(n) if j not in (a[r], b[r])]
+        assert i2t[r] == 1 + sum(sims[a[r], j] > sims[a[r], b[r]] for j in others)
+        assert t2i[r] == 1 + sum(sims[j, b[r]] > sims[a[r], b[r]] for j in others)
+    from scipy.sparse import csr_matrix
+
+    rng = np.random.default_rng(0)  # sparse non-negative caption rows without ties; some share no term
+    dense = rng.uniform(0.1, 1, (n, 12)) * (rng.random((n, 12)) < 0.25)
+    dense[np.arange(n), rng.integers(0, 12, n)] += 1
+    tv = csr_matrix(dense / np.linalg.norm(dense, axis=1, keepdims=True))
+    s_t = (tv @ tv.T).toarray()
+    of_caps, of_imgs = audit.neighbour_consistency(img, tv, k=2, pairs=(a, b), chunk=4)
+    for r in range(n):
+        nt = _loop_neighbours([s_t[b[r]]], [a[r]], [b[r]], 2)[0]
+        near = [si[a[r], j] for j in nt if s_t[b[r], j] > 0]
+        assert np.isnan(of_caps[r]) if not near else of_caps[r] == pytest.approx(np.mean(near), abs=1e-6)
+        ni = _loop_neighbours([si[a[r]]], [a[r]], [b[r]], 2)[0]
+        assert of_imgs[r] == pytest.approx(np.mean([s_t[b[r], j] for j in ni]), abs=1e-6)
+    with pytest.raises(ValueError, match="pairs must be two equal-length arrays"):
+        audit.caption_ranks(img, txt, pairs=(a, b[:3]))
+
+
+def test_score_crossfit_scores_synthetic_pairs_like_real_ones_against_loops(monkeypatch, scenes_of):
+    data = scenes_of(30, seed=4)
+    k, crops = 3, 2
+    folds = assign_folds(len(data), k, seed=1, pool=np.arange(2, 30))
+    emb = {f"m{j}": (_unit(30, 1 + crops, 8, seed=30 + j), _unit(30, 2, 8, seed=40 + j)) for j in range(k)}
+    monkeypatch.setattr(audit, "model_embeddings", lambda m, d, idx, **kw: tuple(e[idx] for e in emb[m.key]))
+    real, syn, choice = score_crossfit([_Stub(f"m{j}") for j in range(k)], data, folds, n_crops=crops, n_test=5,
+                                       n_neighbours=3, ctx=Context(store=RunStore(None), progress=False),
+                                       return_synthetic=True)
+    donor = audit.synthetic_donors(folds, 0)
+    idx = np.flatnonzero(folds >= 0)
+    assert list(syn["index"]) == list(idx) and list(syn.caption_index) == list(donor[idx])
+    pix = audit.pixel_vectors(data.images, idx).double().numpy()
+    tv = audit.caption_vectors(" ".join(data.captions[i]) for i in idx)
+    s_t = (tv @ tv.T).toarray()
+    pos = {int(i): p for p, i in enumerate(idx)}
+    for _, row in syn.iterrows():
+        i, d, f = int(row["index"]), int(row.caption_index), int(row.fold)
+        img, txt = emb[f"m{f}"]
+        members = [j for j in idx if folds[j] == f]
+        x, t = img[:, 0], torch.nn.functional.normalize(txt.mean(1), dim=-1)
+        assert row.similarity_unseen == pytest.approx(float(img[i, 0] @ txt[d].mean(0)), abs=1e-5)
+        own = float(x[i] @ t[d])
+        others = [j for j in members if j not in (i, d)]  # the fold, both donors left out
+        assert row.rank_i2t_unseen == 1 + sum(float(x[i] @ t[j]) > own for j in others)
+        assert row.rank_t2i_unseen == 1 + sum(float(x[j] @ t[d]) > own for j in others)
+        pool = [pos[j] for j in idx if j not in (i, d)]  # over all audited pairs, both donors left out
+        near_t = sorted(pool, key=lambda j: -s_t[pos[d], j])[:3]
+        near = [pix[pos[i]] @ pix[j] for j in near_t if s_t[pos[d], j] > 0]
+        assert np.isnan(row.images_of_caption_neighbours) if not near else (
+            row.images_of_caption_neighbours == pytest.approx(np.mean(near), abs=1e-5))
+        near_i = sorted(pool, key=lambda j: -(pix[pos[i]] @ pix[j]))[:3]
+        assert row.captions_of_image_neighbours == pytest.approx(np.mean([s_t[pos[d], j] for j in near_i]), abs=1e-5)
+    assert len(choice.real) == len(real) and len(choice.synthetic) == len(syn)
+    np.testing.assert_allclose(real.miscaption_score, choice.real)
+    np.testing.assert_allclose(real.fixed_score, audit.miscaption_score(real))
+
+
+def _fold_frames(n_per_fold=40, n_folds=5, n_cols=30, seed=0):
+    """Real and synthetic pairs whose ``n_cols`` terms are pure noise: nothing tells them apart."""
+    rng = np.random.default_rng(seed)
+    cols = {f"c{j}": 1 for j in range(n_cols)}
+    make = lambda: pd.DataFrame({"fold": np.repeat(np.arange(n_folds), n_per_fold),  # noqa: E731
+                                 **{c: rng.normal(size=n_folds * n_per_fold) for c in cols}})
+    return make(), make(), cols
+
+
+@pytest.mark.parametrize("kind", audit.FIT_KINDS)
+def test_crossfit_weights_score_each_fold_with_weights_fitted_without_it(kind):
+    real, syn, cols = _fold_frames(n_cols=5)
+    syn["c0"] += 1.0  # one informative term
+    fit = audit.crossfit_weights(real, syn, kind, cols)
+    xr, xs = audit.evidence_matrix(real, real, kind, cols), audit.evidence_matrix(syn, real, kind, cols)
+    for k in range(5):  # by hand: fit on the other folds' pairs only, then score fold k's
+        out = real.fold != k
+        w, b = audit.fit_weights(np.r_[xr[out], xs[out]], np.r_[np.zeros(out.sum()), np.ones(out.sum())], kind)
+        np.testing.assert_allclose(fit["weights"][k], w, rtol=1e-6, atol=1e-9)
+        sig = (lambda z: 1 / (1 + np.exp(-z))) if kind == "logistic" else (lambda z: z)
+        np.testing.assert_allclose(fit["real"][~out], sig(xr[~out] @ w + (b if kind == "logistic" else 0)), rtol=1e-6)
+    assert int(np.argmax(fit["weights"].mean(0))) == 0 and fit["auroc"] > 0.7
+    if kind == "non-negative":
+        assert (fit["weights"] >= 0).all() and fit["weights"].sum(1) == pytest.approx(np.ones(5))
+    leaked = syn.copy()
+    leaked.loc[leaked.fold == 2, "c3"] += 10  # fold 2's synthetic pairs made trivially separable
+    again = audit.crossfit_weights(real, leaked, kind, cols)
+    np.testing.assert_allclose(again["weights"][2], fit["weights"][2])  # fold 2's weights never saw them
+
+
+def test_crossfit_weights_held_out_auroc_does_not_reward_overfitting():
+    # 100 noise terms, 200 pairs: weights fitted on all pairs separate them in-sample; held out they are at chance
+    real, syn, cols = _fold_frames(n_per_fold=20, n_cols=100, seed=1)
+    fit = audit.crossfit_weights(real, syn, "logistic", cols)
+    x = np.r_[audit.evidence_matrix(real, real, "logistic", cols), audit.evidence_matrix(syn, real, "logistic", cols)]
+    y = np.r_[np.zeros(len(real)), np.ones(len(syn))]
+    w, b = audit.fit_weights(x, y, "logistic")
+    in_sample = audit.heldout_auroc(x[:len(real)] @ w, x[len(real):] @ w, real.fold, syn.fold)
+    assert in_sample > 0.85  # what a weight judged on the pairs that fitted it would report
+    assert abs(fit["auroc"] - 0.5) < 0.1, (fit["auroc"], in_sample)
+
+
+def test_choose_score_falls_back_to_the_fixed_weights_when_the_fit_does_not_beat_them():
+    rng = np.random.default_rng(3)
+    n = 300
+    fold = np.arange(n) % 2
+    frame = lambda shift, lemon: pd.DataFrame(dict(fold=fold, **{  # noqa: E731
+        c: rng.normal(size=n) + (shift * np.sign(w) if c in audit.MISCAPTION_EVIDENCE else lemon if c == "lemon" else 0)
+        for c, w in audit.FIT_EVIDENCE.items()}))
+    real = frame(0.0, 0.0)
+    consistent = frame(0.5, 2.0)  # lemon, which the fixed weights leave out, tells them apart in every fold
+    flipping = frame(0.5, np.where(fold == 0, 3.0, -3.0))  # lemon's sign flips between the folds: a fit on one misleads on the other
+    c = audit.choose_score(real, consistent)
+    assert not c.fallback and c.auroc_fitted > c.auroc_fixed + 0.1 and set(c.weights) == set(audit.FIT_EVIDENCE)
+    assert c.weights["lemon"] == max(c.weights.values())
+    c = audit.choose_score(real, flipping)
+    assert c.fallback and c.auroc_fitted < c.auroc_fixed and c.weights == audit.MISCAPTION_EVIDENCE
+    np.testing.assert_allclose(c.real, audit.miscaption_score(real))
+    np.testing.assert_allclose(c.synthetic, audit.miscaption_score(flipping, reference=real))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_upper_bound_covers_a_planted_wrong_share(seed):
+    rng = np.random.default_rng(seed)
+    n, wrong = 2000, 200  # 10% wrong: real scores a mixture of right N(0, 1) and wrong N(2, 1); synthetic ~ N(2, 1)
+    real = np.r_[rng.normal(0, 1, n - wrong), rng.normal(2, 1, wrong)]
+    syn = rng.normal(2, 1, n)
+    share = audit.wrong_upper_bound(real, syn)
+    low, high = audit.bound_interval(real, syn, n_boot=50, seed=seed)
+    assert share * n >= wrong and low <= share <= high  # it covers the truth
+    assert share * n < 2.5 * wrong  # and is no trivial bound (1 would cover anything)
+    assert audit.wrong_upper_bound(rng.normal(2, 1, n), syn) > 0.8  # all of them like the synthetic: about all
+
+
+def test_the_upper_bound_guards_its_tails():
+    real = np.r_[np.zeros(990), np.ones(10)]  # 1% of the real pairs reach 0.5, where every synthetic pair lies
+    syn = np.r_[np.full(95, 0.5), np.full(5, 2.0)]  # and no real pair reaches the 5 highest: a plain ratio would say 0
+    assert 0.01 <= audit.wrong_upper_bound(real, syn) < 0.05
+
+
+@pytest.mark.parametrize("x, n", [(0, 10), (3, 20), (7, 7), (12, 200), (1, 1)])
+def test_clopper_pearson_equals_scipy(x, n):
+    from scipy.stats import binomtest
+
+    ci = binomtest(x, n).proportion_ci(confidence_level=0.95, method="exact")
+    assert audit.clopper_pearson(x, n) == pytest.approx((ci.low, ci.high), abs=1e-10)
+    with pytest.raises(ValueError, match="Clopper-Pearson needs"):
+        audit.clopper_pearson(5, 3)
+
+
+def test_read_review_parses_marks_and_names_bad_lines(tmp_path):
+    f = tmp_path / "r.csv"
+    f.write_text("filepath,title,caption_ok,sample\na.png,x,Yes,random\nb.png,y,0,random\nc.png,z,,random\n"
+                 "d.png,w,TRUE,\ne.png,v,false,\n")
+    marks = audit.read_review(f, ["a.png", "b.png", "c.png", "d.png", "e.png"])
+    assert list(marks.image) == ["a.png", "b.png", "d.png", "e.png"] and list(marks.ok) == [True, False, True, False]
+    assert list(marks.random) == [True, True, False, False]
+    with pytest.raises(ValueError, match=r"line 3: image 'b.png' is not in the input"):
+        audit.read_review(f, ["a.png", "c.png", "d.png", "e.png"])
+    f.write_text("filepath,caption_ok\na.png,maybe\n")
+    with pytest.raises(ValueError, match="line 2: caption_ok 'maybe' is not yes/no"):
+        audit.read_review(f, ["a.png"])
+    f.write_text("filepath,caption_ok\na.png,yes\na.png,no\n")
+    with pytest.raises(ValueError, match="marked both right and wrong"):
+        audit.read_review(f, ["a.png"])
+
+
+def test_review_summary_scales_the_exact_interval_to_the_pairs():
+    scores = pd.DataFrame(dict(filepath=[f"p{i}" for i in range(100)], miscaption_score=np.linspace(1, 0, 100)))
+    marks = pd.DataFrame(dict(image=[f"p{i}" for i in (0, 1, 2, 50, 60, 70, 80, 90)],
+                              ok=[False, False, True, True, False, True, True, True],
+                              random=[False, False, False, True, True, True, True, True]))
+    r = audit.review_summary(scores, marks, top=5)
+    low, high = audit.clopper_pearson(1, 5)
+    assert (r["n_reviewed"], r["n_reviewed_wrong"]) == (5, 1) and r["wrong_estimate"] == pytest.approx(20)
+    assert (r["wrong_low"], r["wrong_high"]) == pytest.approx((100 * low, 100 * high))
+    assert (r["top_k_marked"], r["top_k_wrong"]) == (3, 2) and r["top_k_precision"] == pytest.approx(2 / 3)
+
+
+def _review_file(path, rows, img_key="filepath"):
+    pd.DataFrame(rows, columns=[img_key, "caption_ok"]).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("case, args, message", [
+    ("drop auto", ["--drop", "auto"], "--drop auto no longer guesses"),
+    ("drop reviewed, no file", ["--drop", "reviewed"], "--drop reviewed leaves out the pairs marked wrong in --reviewed"),
+    ("unknown image", ["--reviewed", "REVIEW:p1.png:no,nope.png:yes"], "image 'nope.png' is not in the input"),
+    ("bad mark", ["--reviewed", "REVIEW:p1.png:perhaps"], "caption_ok 'perhaps' is not yes/no"),
+    ("review sample too large", ["--review-sample", "99"], "--review-sample 99: choose from 1 to the 8 audited pairs"),
+    ("missing review file", ["--reviewed", "nowhere.csv"], "review file not found"),
+])
+def test_audit_review_mistakes_give_one_line_and_status_2(tmp_path, capsys, case, args, message):
+    csv = _photos_csv(tmp_path)
+    if args[-1].startswith("REVIEW:"):
+        rows = [m.split(":") for m in args[-1][len("REVIEW:"):].split(",")]
+        args = [*args[:-1], str(_review_file(tmp_path / "review.csv", rows))]
+    assert main(["audit", str(csv), "--out", str(tmp_path / "out"), "--folds", "2", "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    if case == "drop auto":
+        assert "--review-sample N" in err and "--drop K" in err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing trained
