@@ -19,12 +19,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m compileall -q -j 0 $$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") >/dev/null || true
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name clipmem --display-name "clipmem (.venv)" >/dev/null
-	@# Debian's Chromium (browser tests), Noto CJK and Unihan (the audit's CJK set), where apt-get runs as root;
-	@# without them those tests and the CJK benchmark skip, saying so
+	@# Debian's Chromium (browser tests), Noto CJK and Unihan (the audit's CJK set) and openclipart's SVGs and
+	@# PNGs (the openclipart set), where apt-get runs as root; without them those tests and benchmarks skip, saying so
 	@{ command -v chromium && [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] && \
-	  [ -f /usr/share/unicode/Unihan_Readings.txt.bz2 ]; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
-	  command -v apt-get >/dev/null && apt-get install -y -q chromium fonts-noto-cjk unicode-data >/dev/null 2>&1; } || \
-	  echo "Chromium, fonts-noto-cjk or unicode-data not installed: the tests that need them will skip"
+	  [ -f /usr/share/unicode/Unihan_Readings.txt.bz2 ] && [ -d /usr/share/openclipart/svg ] && \
+	  [ -d /usr/share/openclipart/png ]; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get install -y -q chromium fonts-noto-cjk unicode-data openclipart-svg openclipart-png >/dev/null 2>&1; } || \
+	  echo "Chromium, fonts-noto-cjk, unicode-data, openclipart-svg or openclipart-png not installed: the tests that need them will skip"
 	touch $(STAMP)
 
 notebooks: $(STAMP)

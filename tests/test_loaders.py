@@ -7,6 +7,7 @@ import pickle
 import tarfile
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -391,3 +392,148 @@ def test_load_photos_are_scikit_images_centre_crops_with_their_own_captions():
     got = data.images.pixels[list(photos).index(wide), 0].permute(1, 2, 0).numpy().astype(int)
     assert np.abs(got - ref).mean() < 8  # up to ImageOps.fit's rounding of the crop box
     assert load_photos(16).images.fingerprint() == data.images.fingerprint() != load_photos(24).images.fingerprint()
+
+
+# -------------------------------------------------------------------------------------- openclipart
+
+def svg_text(title="", description="", keywords=()):
+    """An SVG with openclipart's metadata layout (cc:Work with dc:title, dc:description, dc:subject/rdf:Bag)."""
+    lis = "".join(f"<rdf:li>{k}</rdf:li>" for k in keywords)
+    return ('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" xmlns:cc="http://web.resource.org/cc/" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            f'<metadata><rdf:RDF><cc:Work rdf:about=""><dc:title>{title}</dc:title><dc:description>{description}'
+            f'</dc:description><dc:subject><rdf:Bag>{lis}</rdf:Bag></dc:subject><dc:creator><cc:Agent><dc:title>'
+            'Some Artist</dc:title></cc:Agent></dc:creator></cc:Work></rdf:RDF></metadata><rect width="1" height="1"/></svg>')
+
+
+def drawing_png(path, block=(5, 5, 25, 15), colour=RED, size=(40, 30)):
+    """A transparent canvas with one opaque block (x0, y0, x1, y1): what openclipart's PNGs look like."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.new("RGBA", size, (0, 0, 0, 0))
+    im.paste(Image.new("RGBA", (block[2] - block[0], block[3] - block[1]), (*colour, 255)), block[:2])
+    im.save(path)
+
+
+# relative path -> (title, description, keywords, expected caption; None: the pair is dropped)
+CLIPART = {
+    "animals/cat_01.svg": ("Clipart by Nicu Buculei - cat_01", "A ginger cat. Drawn in 2004, see http://x.org",
+                           ["", "animal", "pet_cat", "animal"], "cat; A ginger cat; animal, pet cat"),
+    "animals/dog.svg": ("Dog", "dog", ["mammal"], "Dog; mammal"),  # a description that repeats the title goes
+    "office/mail.svg": ("envelope", "me@example.org", [], "envelope"),  # an address is no description
+    "shapes/star_1.svg": ("gramastar", "", ["stars", "shapes"], "stars, shapes"),  # a title two drawings share
+    "shapes/star_2.svg": ("gramastar", "", ["stars", "geometry"], "stars, geometry"),
+    "shapes/star_3.svg": ("gramastar", "", [""], None),  # nothing usable left
+    "shapes/deep/arrow05_4.svg": ("Clipart by Nicu Buculei - arrow08_4", "", ["shape"], "arrow; shape"),
+}
+
+
+@pytest.fixture
+def clipart(tmp_path):
+    """An openclipart-like tree: svg/ and png/ mirrored, plus a symbolic link, an SVG without its PNG and
+    one whose PNG claims more pixels than the loader decodes."""
+    for rel, (title, desc, kws, _) in CLIPART.items():
+        (tmp_path / "svg" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "svg" / rel).write_text(svg_text(title, desc, kws))
+        drawing_png(tmp_path / "png" / rel.replace(".svg", ".png"))
+    (tmp_path / "svg" / "office" / "cat_link.svg").symlink_to("../animals/cat_01.svg")
+    (tmp_path / "png" / "office" / "cat_link.png").symlink_to("../animals/cat_01.png")
+    (tmp_path / "svg" / "office" / "no_png.svg").write_text(svg_text("lonely", "", ["alone"]))
+    (tmp_path / "svg" / "office" / "huge.svg").write_text(svg_text("huge", "", ["big"]))
+    header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + (5000).to_bytes(4, "big") * 2  # 25 Mpx, never decoded
+    (tmp_path / "png" / "office" / "huge.png").write_bytes(header + b"\x08\x06\x00\x00\x00" + os.urandom(50))
+    return tmp_path
+
+
+def test_openclipart_captions_follow_the_rule_on_a_synthetic_tree(clipart):
+    from clipmem_lib.loaders import load_openclipart
+
+    d = load_openclipart(root=clipart, image_size=8)
+    kept = sorted(r for r, v in CLIPART.items() if v[3] is not None)  # no link, no PNG-less or huge drawing
+    assert d.meta.path.tolist() == kept and d.meta.category.tolist() == [r.split("/")[0] for r in kept]
+    assert [c for c, in d.captions] == [CLIPART[r][3] for r in kept]
+    assert d.name.endswith(f"{len(kept)} pairs") and d.images.pixels.shape == (len(kept), 1, 3, 8, 8)
+    sample = load_openclipart(3, root=clipart, image_size=8, seed=1)
+    assert len(sample) == 3 and set(sample.meta.path) < set(kept) and sample.meta.path.is_monotonic_increasing
+    assert sample.meta.path.tolist() == load_openclipart(3, root=clipart, image_size=8, seed=1).meta.path.tolist()
+    assert sample.images.fingerprint() != d.images.fingerprint() != load_openclipart(root=clipart).images.fingerprint()
+
+
+def test_openclipart_image_is_the_drawn_box_padded_to_a_square(clipart):
+    from clipmem_lib.loaders import load_openclipart
+
+    drawing_png(clipart / "png" / "animals" / "dog.png", block=(10, 4, 30, 14), colour=BLUE)  # 20 x 10, off centre
+    d = load_openclipart(root=clipart, image_size=20)
+    x = d.images.pixels[d.meta.path.tolist().index("animals/dog.svg"), 0].permute(1, 2, 0).numpy().astype(int)
+    want = np.full((20, 20, 3), 255)
+    want[5:15] = BLUE  # the 20 x 10 box, centred in a white 20 x 20 square: no resampling at this size
+    assert np.array_equal(x, want)
+
+
+def test_openclipart_errors(clipart, tmp_path):
+    from clipmem_lib.loaders import load_openclipart
+
+    with pytest.raises(FileNotFoundError, match=r"openclipart set needs .*nowhere/svg.*apt-get install openclipart-svg openclipart-png"):
+        load_openclipart(root=tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"n=9: openclipart under .* has 6 captioned drawings"):
+        load_openclipart(9, root=clipart)
+    (clipart / "svg" / "animals" / "dog.svg").write_text("<svg><metadata>")
+    with pytest.raises(ValueError, match=r"animals/dog\.svg is not a readable SVG"):
+        load_openclipart(root=clipart)
+    (clipart / "svg" / "animals" / "dog.svg").write_text(svg_text("Dog"))
+    (clipart / "png" / "animals" / "dog.png").write_bytes(b"GIF89a" + bytes(30))
+    with pytest.raises(ValueError, match=r"animals/dog\.png is not a PNG"):
+        load_openclipart(root=clipart)
+
+
+def by_hand_drawing(path, size):
+    """A PNG composited on white, cropped, padded and resized, in numpy (independently of the loader)."""
+    a = np.asarray(Image.open(path).convert("RGBA")).astype(float)
+    rgb = np.round(a[..., :3] * a[..., 3:] / 255 + 255 * (1 - a[..., 3:] / 255))
+    rows, cols = np.flatnonzero((rgb < 255).any((1, 2))), np.flatnonzero((rgb < 255).any((0, 2)))
+    if len(rows):  # a drawing all in white is kept whole
+        rgb = rgb[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    h, w = rgb.shape[:2]
+    side = max(h, w)
+    square = np.full((side, side, 3), 255.0)
+    square[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = rgb
+    return np.asarray(Image.fromarray(square.astype(np.uint8)).resize((size, size), Image.BICUBIC)).astype(int)
+
+
+def real_openclipart():
+    from clipmem_lib.loaders import openclipart_available
+
+    if not openclipart_available():
+        pytest.skip("Debian's openclipart-svg and openclipart-png are not installed (make installs them where it can)")
+
+
+def test_openclipart_sample_pixels_match_the_png_by_hand():
+    from clipmem_lib.loaders import OPENCLIPART, load_openclipart
+
+    real_openclipart()
+    d = load_openclipart(30, image_size=32, seed=0)
+    assert len(d) == 30 and all(c[0] for c in d.captions)
+    for i, rel in enumerate(d.meta.path):
+        got = d.images.pixels[i, 0].permute(1, 2, 0).numpy().astype(int)
+        want = by_hand_drawing(os.path.join(OPENCLIPART, "png", rel[:-4] + ".png"), 32)
+        assert np.abs(got - want).max() <= 1, rel  # up to rounding in compositing
+
+
+@pytest.mark.slow
+def test_openclipart_whole_set_by_hand_pairs():
+    from clipmem_lib.loaders import OPENCLIPART, load_openclipart
+
+    real_openclipart()
+    d = load_openclipart(image_size=16)
+    assert len(d) == 7322 and len({c for c, in d.captions}) == 3014
+    by_hand = {"people/bodypart/brain_jon_phillips_01.svg":  # title, description's sentence, keywords
+               "Brain; This is a vectorization of a brain image; human, intelligence, thinking, smart, brain, anatomy",
+               "shapes/arrows/arrow05_4.svg": "arrow; shape, arrow",  # "Clipart by Nicu Buculei - arrow08_4"
+               "shapes/stars/star_49pt16step.svg": "stars, shapes, magick, geometry",  # title "gramastar": 1,375 share it
+               "recreation/toys/rubik.svg": "piggybank; toy, recreation"}  # the artist's title, however wrong
+    paths = d.meta.path.tolist()
+    for rel, caption in by_hand.items():
+        i = paths.index(rel)
+        assert d.captions[i] == [caption]
+        got = d.images.pixels[i, 0].permute(1, 2, 0).numpy().astype(int)
+        assert np.abs(got - by_hand_drawing(os.path.join(OPENCLIPART, "png", rel[:-4] + ".png"), 16)).max() <= 1
+    assert "shapes/tangram_erwan_02.svg" not in paths  # a symbolic link to tangram_erwan_01.svg
