@@ -175,8 +175,16 @@ PLAN_PROFILES = ("cpu", "paper-lite", "paper")  # the profiles a label may point
 
 
 def _chapter_seeds(planned: dict) -> dict[str, int]:
-    return {pathlib.Path(nb).stem: int(given.get("seeds", declared_parameters(nb)["seeds"].default))
-            for nb, given in planned.items() if "seeds" in declared_parameters(nb)}
+    """Seeds per chapter, and the seeds of the designs that have their own (e.g. ``noise_seeds``)."""
+    from .resolution import DESIGN_SEEDS
+
+    out = {}
+    for nb, given in planned.items():
+        declared = declared_parameters(nb)
+        if "seeds" in declared:
+            out[pathlib.Path(nb).stem] = int(given.get("seeds", declared["seeds"].default))
+        out.update({k: int(given.get(k, declared[k].default)) for k in DESIGN_SEEDS if k in declared})
+    return out
 
 
 def power_plan(profile: str, planned: dict, trainings: pd.DataFrame, samples_per_s: float | None = None) -> str:
@@ -190,7 +198,9 @@ def power_plan(profile: str, planned: dict, trainings: pd.DataFrame, samples_per
     others = {}
     for name in PLAN_PROFILES:
         if name != profile and (project_path("profiles") / f"{name}.yaml").is_file():
-            others[name] = {stem: int(load_profile(name).get("seeds", s)) for stem, s in seeds.items()}
+            other = load_profile(name)
+            others[name] = {stem: int(other.get(stem if stem.startswith("noise") else "seeds", 0) or other.get("seeds", s))
+                            for stem, s in seeds.items()}
     table, source = resolution_table(profile, seeds, chapter_cost(trainings, seeds, rate), others)
     counts = table.decidable.value_counts()
     head = (f"\npower plan at {profile} (variances: {source}; new trainings costed at {rate:,.0f} samples/s): "

@@ -20,7 +20,7 @@ from .splits import Splits, make_splits
 from .store import RunStore, output_path
 from .train import TrainConfig
 
-__all__ = ["Setup", "setup", "split_sizes", "removal_pool", "REMOVAL_POOLS", "Instruments", "instruments", "HELDOUT_SEED", "PROBE_SEED"]
+__all__ = ["Setup", "setup", "design_seeds", "split_sizes", "removal_pool", "REMOVAL_POOLS", "Instruments", "instruments", "HELDOUT_SEED", "PROBE_SEED"]
 
 PROBE_SEED, HELDOUT_SEED = 10_000, 20_000  # built-in probe and held-out scenes: seeds no chapter trains on
 
@@ -143,3 +143,12 @@ def setup(P) -> Setup:
         raise ValueError(f"seeds must be at least 1, got {P.seeds}")
     cfg = TrainConfig(epochs=P.epochs, batch_size=P.batch_size, lr=P.lr, warmup=P.warmup, seed=P.seed)
     return Setup(data, splits, cfg, ctx, [P.seed + s for s in range(P.seeds)], P.profile)
+
+
+def design_seeds(P, n: int) -> list[int]:
+    """The paired training seeds of a pooled design that a profile gives ``n`` seeds (0: the chapter's
+    ``seeds``): the chapter's seeds first, so the design's first seeds are every other setting's."""
+    if n < 0:
+        raise ValueError(f"a design's seeds must be 0 (the chapter's) or more, got {n}")
+    return [P.seed + s for s in range(n or P.seeds)]
+

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from .chapter import removal_pool, split_sizes
+from .chapter import design_seeds, removal_pool, split_sizes
 from .removal import WITH_ORACLE, doubling_grid, nearest_k
 from .schema import CHAPTERS, chapter_parameters
 from .sweeps import _plan, caption_settings, noise_settings, sampling_settings, table1_settings
@@ -92,9 +92,10 @@ class _Chapter:
         self.add(f"f, {what}, seed {config.seed}", "clip", model, n_f, config, data, planted, splits, "f")
         self.add(f"g, {what}, seed {config.seed}", "clip", model, n_f, config, data, None, splits, "g")
 
-    def settings(self, configs: dict, repeat, model=None, **kw):
-        """:func:`~clipmem_lib.sweeps.compare_settings`'s f/g pairs: ``repeat`` settings at every seed."""
-        for label, s in _plan(configs, self.seeds, repeat):
+    def settings(self, configs: dict, repeat, model=None, seeds=None, **kw):
+        """:func:`~clipmem_lib.sweeps.compare_settings`'s f/g pairs: ``repeat`` settings at every seed
+        (``seeds``, default the chapter's)."""
+        for label, s in _plan(configs, seeds or self.seeds, repeat):
             self.fg(label, dataclasses.replace(configs[label], seed=s), model, **kw)
 
 
@@ -140,7 +141,7 @@ def _ch06(c: _Chapter) -> None:
     c.settings(sampling_settings(c.train), [])
     compared = ["std 0", f"std {nearest(P.noise_stds, 0.15):g}", f"std {max(P.noise_stds):g}"]
     for at in P.noise_at:
-        c.settings(noise_settings(c.train, P.noise_stds, at), compared)
+        c.settings(noise_settings(c.train, P.noise_stds, at), compared, seeds=design_seeds(P, P.noise_seeds))
 
 
 def _removed(strategy: str, k: int, pool: int) -> tuple:

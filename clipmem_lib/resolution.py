@@ -23,11 +23,14 @@ from .designs import t_half_width
 from .store import project_path
 
 __all__ = ["PILOT", "MOST_SEEDS", "variances_path", "variance_table", "load_variances", "expected_half_width",
-           "seeds_to_decide", "label_of", "chapter_cost", "resolution_table"]
+           "seeds_to_decide", "label_of", "chapter_cost", "row_seeds", "resolution_table"]
 
 PILOT = "cpu"        # the profile whose variances plan a profile that has none stored yet
 MOST_SEEDS = 1000    # beyond this, "more than 1000 seeds"
 KEY = ["claim", "what"]
+# The pooled designs a profile gives seeds of their own: the parameter, its chapter, and what marks its rows
+# (claim 6's rows are "<placement> noise, ..."; see claims.claim6).
+DESIGN_SEEDS = {"noise_seeds": ("06_mitigation", " noise, ")}
 COLUMNS = ["chapter", "claim", "what", "delta", "sd", "settings", "n_seeds", "interval"]
 
 
@@ -113,7 +116,7 @@ def label_of(row, profile: str, seeds: int, cost=None, seeds_at: dict | None = N
 
 def chapter_cost(trainings: pd.DataFrame, seeds: dict, samples_per_s: float):
     """``cost(chapter, n)`` for :func:`label_of`: (trainings, minutes) of n seeds of a chapter, at the
-    chapter's trainings per seed and mean samples per training of a plan (:func:`~clipmem_lib.plan.book_trainings`)."""
+    chapter's trainings per seed (an upper bound for a design's rows) and mean samples per training of a plan (:func:`~clipmem_lib.plan.book_trainings`)."""
     def cost(chapter, n):
         part = trainings[trainings.chapter == chapter]  # asked, stored or not: more seeds need them all
         per_seed = len(part) / max(seeds.get(chapter, 1), 1)
@@ -122,14 +125,23 @@ def chapter_cost(trainings: pd.DataFrame, seeds: dict, samples_per_s: float):
     return cost
 
 
+def row_seeds(row, seeds: dict) -> int:
+    """The seeds a profile gives a row: its design's own (``seeds`` holds e.g. ``noise_seeds``) or its chapter's."""
+    for name, (chapter, marker) in DESIGN_SEEDS.items():
+        if row.chapter == chapter and marker in row.what and seeds.get(name):
+            return int(seeds[name])
+    return int(seeds.get(row.chapter, max((v for k, v in seeds.items() if k not in DESIGN_SEEDS), default=0)))
+
+
 def resolution_table(profile: str, seeds: dict, cost=None, seeds_at: dict | None = None) -> tuple[pd.DataFrame, str]:
-    """Per stored row: δ, the expected half-width at the profile's seeds (``seeds``: chapter -> seeds),
-    whether it can be decided, and the label; with the source of the variances."""
+    """Per stored row: δ, the expected half-width at the profile's seeds (``seeds``: chapter -> seeds, and
+    the designs' own, :data:`DESIGN_SEEDS`), whether it can be decided, and the label; with the source of
+    the variances."""
     table, source = load_variances(profile)
     out = []
     for r in table.itertuples():
-        n = int(seeds.get(r.chapter, max(seeds.values(), default=0)))
-        ok, label = label_of(r, profile, n, cost, {p: s.get(r.chapter, 0) for p, s in (seeds_at or {}).items()})
+        n = row_seeds(r, seeds)
+        ok, label = label_of(r, profile, n, cost, {p: row_seeds(r, s) for p, s in (seeds_at or {}).items()})
         out.append({"chapter": r.chapter, "claim": r.claim, "what": r.what, "δ": r.delta, "seeds": n,
                     "expected half-width": expected_half_width(r.sd, n, r.settings),
                     "interval": "pooled" if r.settings > 2 else "paired",

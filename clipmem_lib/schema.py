@@ -60,6 +60,7 @@ unitmem_model: str = ""  # model for Fig. 4 and 11; "" means model, or clipmem-d
 caption_counts: list = [1, 3, 5]  # captions per image for Fig. 5a (balanced sampling from 2 on; 1 and the largest at every seed)
 noise_stds: list = [0.0, 0.15, 0.5]  # text-noise std grid: none, the paper's sweet spot, its destructive end
 noise_at: list = ["raw", "normalized"]  # placements, each swept over noise_stds: "raw" text features or the "normalized" embedding
+noise_seeds: int = 0  # training seeds of Table 8's noise grid, one pooled design (0: seeds); the profiles set it from the power plan
 removal_fractions: list = [0.1, 0.2, 0.4]  # k as shares of S_C, doubling (paper profile: 100 to 3200 of 5000)
 removal_pool: str = "all"  # what removal draws from: "all" of f's pairs (S_S empty, S_C and S_I halve what S_E leaves) or the paper's "S_C"
 removal_captions: str = "first"  # captions of f and its retrainings: "first" (Fig. 6) or "balanced" over 5 (Fig. 7)
@@ -91,7 +92,8 @@ CHAPTERS: dict[str, dict[str, object] | None] = {
     "04_modality": {"n_variants": 6, "probe_seeds": None, **UTILITY},
     "05_between": {"ssl_crops": None, "ssl_crop_scale": None, "dino_local_crops": None, "unitmem_augs": None,
                    "unitmem_reduce": None, "track_every": None, "unitmem_model": None},
-    "06_mitigation": {"probe_seeds": None, **UTILITY, "caption_counts": None, "noise_stds": None, "noise_at": None},
+    "06_mitigation": {"probe_seeds": None, **UTILITY, "caption_counts": None, "noise_stds": None, "noise_at": None,
+                      "noise_seeds": None},
     "07_removal": {"n_candidates": 600, "probe_seeds": None, **UTILITY, "removal_pool": None, "poison_fraction": 0.4,
                    "removal_fractions": [0.2, 0.4, 0.8], "removal_captions": None},  # planting sized by its utility gap
     "08_appendix": {"n_pairs": 1000, "n_candidates": 100, "n_external": 100, "n_test": 99, "epochs": 30,

@@ -140,3 +140,16 @@ def test_plan_command_costs_the_paper_profile_without_its_data(capsys):
     assert int(total[2]) > 100 and float(total[-1]) > 100  # hundreds of GPU-hours at paper scale, 3 seeds
     assert book.main(["plan", "--profile", "smoke", "--set", "seeds=x"]) == 2
     assert "seeds" in capsys.readouterr().err
+
+
+def test_a_design_with_seeds_of_its_own_is_planned_at_them():
+    from clipmem_lib.plan import chapter_trainings
+
+    def noise_seeds_of(given):
+        return sorted({int(t.what.rsplit("seed ", 1)[1]) for t in chapter_trainings("06_mitigation", given)
+                       if t.what.split(", ")[1].startswith("std ")})
+    assert noise_seeds_of({"seeds": 2}) == [0, 1]
+    assert noise_seeds_of({"seeds": 2, "noise_seeds": 4}) == [0, 1, 2, 3]
+    others = lambda given: {t.what for t in chapter_trainings("06_mitigation", given)  # noqa: E731
+                            if not t.what.split(", ")[1].startswith("std ")}
+    assert others({"seeds": 2, "noise_seeds": 4}) == others({"seeds": 2})  # the other sweeps keep the chapter's seeds
