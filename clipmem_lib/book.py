@@ -445,6 +445,10 @@ def main(argv=None) -> int:
     s.add_argument("--check", action="store_true", help="only report notebooks that are not stripped")
     f = sub.add_parser("refresh", help="run source notebooks at their defaults and store the nbval-checked outputs")
     f.add_argument("notebooks", nargs="*", help="default: notebooks/*.ipynb")
+    v = sub.add_parser("variances", help="write the last run's per-row spreads into profiles/variances/<profile>.csv "
+                       "(what the power plan reads; a full run does it itself)")
+    v.add_argument("--profile", default="cpu", help="the profile the run was at (default: cpu)")
+    v.add_argument("--out", default="book/generated", help="folder of the executed notebooks (their results/)")
     t = sub.add_parser("timings", help="print where the last run's time went, per chapter")
     t.add_argument("--out", default="book/generated", help="folder of the executed notebooks")
     q = sub.add_parser("params", help="write each notebook's parameters cell from the schema (clipmem_lib/schema.py)")
@@ -467,6 +471,17 @@ def main(argv=None) -> int:
         except ParameterError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        return 0
+
+    if a.cmd == "variances":
+        from .report import load_claims
+        from .resolution import refresh_variances
+
+        rows = load_claims(project_path(a.out) / "results")
+        if rows.empty:
+            print(f"error: no chapter tables in {project_path(a.out) / 'results'}: run the book first", file=sys.stderr)
+            return 2
+        print(f"variances of {rows.chapter.nunique()} chapters written to {refresh_variances(rows, a.profile)}")
         return 0
 
     if a.cmd == "timings":
@@ -550,6 +565,13 @@ def main(argv=None) -> int:
     for r in results:
         print(f"  {'ok    ' if r.ok else 'FAILED'} {r.notebook:<20} {r.seconds:7.0f} s  {r.error}")
     failed = [r for r in results if not r.ok]
+    if not failed and not a.only and not a.set and not a.data:  # a full run at a profile: what its plan reads next
+        from .report import load_claims
+        from .resolution import refresh_variances
+
+        rows = load_claims(out / "results")
+        if not rows.empty:
+            print(f"[book] power plan's variances refreshed: {refresh_variances(rows, pathlib.Path(a.profile).stem)}")
     if failed:
         print(f"\n{len(failed)} notebook(s) failed; their executed copies are in {out / 'failed'}", file=sys.stderr)
         return 1

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from .designs import t_half_width
-from .store import project_path
+from .store import output_path, project_path
 
-__all__ = ["PILOT", "MOST_SEEDS", "variances_path", "variance_table", "load_variances", "expected_half_width",
+__all__ = ["PILOT", "MOST_SEEDS", "variances_path", "variance_table", "refresh_variances", "load_variances", "expected_half_width",
            "seeds_to_decide", "label_of", "chapter_cost", "row_seeds", "resolution_table"]
 
 PILOT = "cpu"        # the profile whose variances plan a profile that has none stored yet
@@ -49,12 +49,27 @@ def variance_table(rows: pd.DataFrame) -> pd.DataFrame:
     per tested row with an interval, its per-seed sd, the settings its design pooled and its seeds."""
     from .claims import TESTED
 
-    t = rows[rows.verdict.isin(TESTED) & (pd.to_numeric(rows.n_seeds, errors="coerce") >= 2)]
-    t = t[np.isfinite(pd.to_numeric(t.sd, errors="coerce"))]
+    t = rows[rows.verdict.isin(TESTED)]  # a one-seed row stays, without a spread: the plan names it so
     return pd.DataFrame({"chapter": t.get("chapter", ""), "claim": t.claim, "what": t.what,
-                         "delta": pd.to_numeric(t.delta, errors="coerce"), "sd": pd.to_numeric(t.sd).round(6),
+                         "delta": pd.to_numeric(t.delta, errors="coerce"), "sd": pd.to_numeric(t.sd, errors="coerce").round(6),
                          "settings": [_settings(i) for i in t.interval], "n_seeds": t.n_seeds.astype(int),
                          "interval": t.interval}, columns=COLUMNS).reset_index(drop=True)
+
+
+def refresh_variances(rows: pd.DataFrame, profile: str) -> pathlib.Path:
+    """Write the variances of a run at ``profile`` (:func:`variance_table` of its rows) over the committed
+    table: the chapters the run holds are replaced, the others kept; atomically."""
+    new = variance_table(rows)
+    path = output_path(variances_path(profile).relative_to(project_path(".")))  # the tests write elsewhere
+    committed = variances_path(profile) if not path.is_file() else path
+    old = pd.read_csv(committed, keep_default_na=False, dtype={"claim": str}) if committed.is_file() else new.iloc[:0]
+    out = pd.concat([old[~old.chapter.isin(set(new.chapter))], new], ignore_index=True)
+    out = out.sort_values("chapter", kind="stable")[COLUMNS]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    out.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
 
 
 def load_variances(profile: str) -> tuple[pd.DataFrame, str]:

@@ -179,3 +179,18 @@ def test_the_committed_cpu_variances_plan_every_row_they_hold():
     assert "profiles/variances/cpu.csv" in source and len(table) >= 40
     labels, _ = resolution.resolution_table("cpu", {c: 3 for c in table.chapter})
     assert labels.plan.str.match(r"^(decidable|beyond resolution|two-way) at cpu").all()
+
+
+def test_a_run_refreshes_its_chapters_variances_and_keeps_the_others(monkeypatch, tmp_path):
+    from clipmem_lib.store import OUTPUT_ENV
+
+    monkeypatch.setenv(OUTPUT_ENV, str(tmp_path))
+    v = claims.verdict("6", "raw noise, std 0.15 minus none: linear probe", "", [0.01, 0.02, 0.04], delta=0.01)
+    rows = report.claims_table(report.verdict_rows("s", [v])).assign(chapter="06_mitigation")
+    path = resolution.refresh_variances(rows, "cpu")
+    assert path == tmp_path / "profiles" / "variances" / "cpu.csv"  # under the tests' output, not the repo's
+    table = pd.read_csv(path, keep_default_na=False, dtype={"claim": str})
+    committed = resolution.load_variances("cpu")[0]
+    assert len(table[table.chapter == "06_mitigation"]) == 1
+    assert (table.chapter != "06_mitigation").sum() == (committed.chapter != "06_mitigation").sum()
+    assert float(table[table.chapter == "06_mitigation"].sd.iloc[0]) == pytest.approx(np.std([0.01, 0.02, 0.04], ddof=1), abs=1e-6)
