@@ -1,4 +1,6 @@
 """Cross-fitted CLIPMem and the `clipmem audit` command (audit.py, cli.py)."""
+import html
+import json
 import pathlib
 import re
 import subprocess
@@ -10,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from browser import rendered_dom
+from browser import clicked_download, rendered_dom
 from clipmem_lib import audit
 from clipmem_lib.audit import (assign_folds, crossfit_alignment, detection_metrics, fold_tests, neighbour_scores,
                                score_crossfit)
@@ -249,28 +251,34 @@ def test_audit_end_to_end_on_real_photographs(tmp_path):
     csv, n = _real_photos_csv(tmp_path)
     out = tmp_path / "audit"
     cmd = [sys.executable, "-m", "clipmem_lib.cli", "audit", str(csv), "--out", str(out), "--folds", "2",
-           "--epochs", "3", "--image-size", "64", "--top", "5", "--quiet", "--drop", "2"]
+           "--epochs", "3", "--image-size", "64", "--top", "5", "--quiet"]
     for fold in ("1", "2"):  # the folds as separate jobs, then the final call reuses them
         r = subprocess.run([*cmd, "--fold", fold], capture_output=True, text=True)
         assert r.returncode == 0 and f"fold {fold} of 2: model stored in" in r.stdout, r.stderr
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run([*cmd, "--drop", "2", "--review-sample", "5"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert f"{n} pairs scored" in r.stdout and str(out / "report.html") in r.stdout and "captions look wrong" in r.stdout
     assert len(list((out / "runs" / "clip").iterdir())) == 2  # the final call trained nothing more
-    scores = pd.read_csv(out / "scores.csv")
+    scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
     assert len(scores) == n and sorted(scores["rank"]) == list(range(1, n + 1))
     assert sorted(scores.miscaption_rank) == list(range(1, n + 1))
-    assert set(scores.columns) >= {"id", "image_path", "caption", "miscaption_score", "flagged", "score", "rank",
-                                   "similarity_unseen", "rank_i2t_unseen", "neighbour_agreement", "nearest_caption"}
-    assert scores.miscaption_score.is_monotonic_decreasing and scores.flagged.sum() == scores.flagged.head(
-        scores.flagged.sum()).sum()  # the flagged are the most suspect
+    assert set(scores.columns) >= {"id", "image_path", "caption", "miscaption_score", "fixed_score", "caption_ok", "score",
+                                   "rank", "similarity_unseen", "rank_i2t_unseen", "neighbour_agreement", "nearest_caption"}
+    assert scores.miscaption_score.is_monotonic_decreasing and (scores.caption_ok == "").all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_pairs"] == n and 0 <= summary["wrong_upper_bound_low"] <= summary["wrong_upper_bound_high"] <= n
+    assert 0 <= summary["wrong_upper_bound"] <= n and "wrong_estimate" not in summary
+    assert set(summary["score"]["weights"]) and isinstance(summary["score"]["fallback"], bool)
+    review = pd.read_csv(out / "review.csv", keep_default_na=False)
+    assert list(review.columns) == ["filepath", "title", "caption_ok", "sample"] and len(review) == 5
+    assert (review.caption_ok == "").all() and set(review.filepath) <= set(scores.image_path)
     src, clean = pd.read_csv(csv, sep="\t"), pd.read_csv(out / "clean.csv", sep="\t")
     gone = set(scores.image_path.head(2).map(lambda p: pathlib.Path(p).name))
     assert list(clean.columns) == list(src.columns) and len(clean) == len(src) - 2  # --drop 2, same columns
     assert clean.equals(src[~src.filepath.isin(gone)].reset_index(drop=True))
     page = (out / "report.html").read_text()
-    assert page.count("<figure>") == 10 and "http" not in page  # two galleries of 5; nothing from the network
-    _browser_check(out / "report.html", expected=11)  # 10 gallery images and the histograms
+    assert page.count("<figure>") == 15 and "http" not in page  # the sample and two galleries of 5; nothing from the network
+    _browser_check(out / "report.html", expected=16)  # 15 gallery images and the histograms
     top = scores.caption.iloc[0]
     dom = rendered_dom(out / "report.html", "report.html", fragment="sort=miscaption_score&order=asc")
     rows = re.findall(r'<tr><td data-v="(\d+)"', dom)
@@ -280,6 +288,31 @@ def test_audit_end_to_end_on_real_photographs(tmp_path):
     shown = int(re.search(r'data-rows-shown="(\d+)"', dom).group(1))
     has = lambda col: scores[col].str.lower().str.contains(word.lower(), regex=False)  # noqa: E731
     assert shown == int((has("caption") | has("nearest_caption")).sum()) and 1 <= shown < n
+
+    # the curator marks three pairs in the page: two of the random sample (one wrong), one suspect (wrong)
+    id_of = dict(zip(scores.image_path, scores.id))
+    a, b = (int(id_of[p]) for p in review.filepath[:2])
+    c = int(scores.id[~scores.image_path.isin(review.filepath)].iloc[0])  # the most suspect pair outside the sample
+    clicks = [f'.gallery .mark[data-id="{a}"] button[data-ok="no"]', f'#pairs .mark[data-id="{b}"] button[data-ok="yes"]',
+              f'.gallery .mark[data-id="{c}"] button[data-ok="no"]', "#download"]
+    text = clicked_download(out / "report.html", clicks, "report.html's marks", tmp_path / "download")
+    dom = rendered_dom(out / "report.html", "report.html", fragment=f"mark={a}:no,{b}:yes,{c}:no&download")
+    assert html.unescape(re.search(r'<pre id="download-csv"[^>]*>(.*?)</pre>', dom, re.S).group(1)) == text
+    (tmp_path / "marks.csv").write_text(text)
+    marks = pd.read_csv(tmp_path / "marks.csv", keep_default_na=False).set_index("filepath")
+    path_of = {v: k for k, v in id_of.items()}
+    assert len(marks) == 6 and (marks["sample"] == "random").sum() == 5  # the sample, and the suspect marked
+    assert dict(marks.caption_ok[marks.caption_ok != ""]) == {path_of[a]: "no", path_of[b]: "yes", path_of[c]: "no"}
+    r = subprocess.run([*cmd, "--reviewed", str(tmp_path / "marks.csv"), "--drop", "reviewed"], capture_output=True, text=True)
+    assert r.returncode == 0 and "from your marks on 2 random pairs: about" in r.stdout, r.stderr
+    clean = pd.read_csv(out / "clean.csv", sep="\t")
+    assert clean.equals(src[~src.filepath.isin({path_of[a], path_of[c]})].reset_index(drop=True))  # exactly those marked wrong
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["n_reviewed"], summary["n_reviewed_wrong"], summary["wrong_estimate"]) == (2, 1, n / 2)
+    assert (summary["wrong_low"], summary["wrong_high"]) == pytest.approx(tuple(n * v for v in audit.clopper_pearson(1, 2)))
+    scores = pd.read_csv(out / "scores.csv", keep_default_na=False).set_index("image_path")
+    assert scores.caption_ok[path_of[a]] == "no" and scores.caption_ok[path_of[b]] == "yes"
+    assert 'data-mark="no"' in rendered_dom(out / "report.html", "report.html")  # the page shows the marks given
 
 
 def _browser_check(page: pathlib.Path, expected: int):
