@@ -690,3 +690,27 @@ def test_audit_review_mistakes_give_one_line_and_status_2(tmp_path, capsys, case
     if case == "drop auto":
         assert "--review-sample N" in err and "--drop K" in err
     assert not (tmp_path / "out" / "runs").exists()  # nothing trained
+
+
+@pytest.mark.slow
+def test_all_correct_shapes_lose_nothing_without_review_and_get_an_honest_bound(tmp_path, capsys):
+    # 200 correct pairs, 12 distinct captions and one empty: the old --drop auto deleted 91 of them
+    csv = _shape_pairs(tmp_path)
+    out = tmp_path / "out"
+    base = ["audit", str(csv), "--out", str(out), "--folds", "5", "--epochs", "10", "--batch-size", "32", "--quiet"]
+    assert main([*base, "--drop", "auto"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--drop auto no longer guesses" in err and not out.exists()
+    assert main([*base, "--review-sample", "40"]) == 0
+    assert not (out / "clean.csv").exists()  # no --drop: nothing deleted
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_pairs"] == 200 and summary["wrong_upper_bound"] <= 20, summary  # 10% at most; the truth is 0
+    assert summary["wrong_upper_bound_low"] <= summary["wrong_upper_bound_high"]
+    assert "upper bound, not a count" in (out / "report.html").read_text()
+    review = pd.read_csv(out / "review.csv", keep_default_na=False).assign(caption_ok="yes")  # the curator: all right
+    review.to_csv(tmp_path / "marks.csv", index=False)
+    assert main([*base, "--reviewed", str(tmp_path / "marks.csv"), "--drop", "reviewed"]) == 0
+    assert (out / "clean.csv").read_text() == csv.read_text()  # nothing marked wrong, nothing left out
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["n_reviewed"], summary["n_reviewed_wrong"], summary["wrong_estimate"], summary["wrong_low"]) == (40, 0, 0, 0)
+    assert summary["wrong_high"] == pytest.approx(200 * audit.clopper_pearson(0, 40)[1])
