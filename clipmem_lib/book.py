@@ -190,7 +190,7 @@ def _chapter_seeds(planned: dict) -> dict[str, int]:
 def power_plan(profile: str, planned: dict, trainings: pd.DataFrame, samples_per_s: float | None = None) -> str:
     """The power plan's table for ``book plan`` (:func:`~clipmem_lib.resolution.resolution_table`): every
     tested row's expected half-width at the profile's seeds beside δ, and its label, with a count."""
-    from .resolution import chapter_cost, resolution_table
+    from .resolution import DESIGN_SEEDS, chapter_cost, resolution_table
 
     seeds = _chapter_seeds(planned)
     device = next((g.get("device", "cpu") for g in planned.values()), "cpu")
@@ -199,8 +199,8 @@ def power_plan(profile: str, planned: dict, trainings: pd.DataFrame, samples_per
     for name in PLAN_PROFILES:
         if name != profile and (project_path("profiles") / f"{name}.yaml").is_file():
             other = load_profile(name)
-            others[name] = {stem: int(other.get(stem if stem.startswith("noise") else "seeds", 0) or other.get("seeds", s))
-                            for stem, s in seeds.items()}
+            others[name] = {k: int(other.get(k, 0)) if k in DESIGN_SEEDS else int(other.get("seeds", s))
+                            for k, s in seeds.items()}  # a design's 0: its chapter's seeds (resolution.row_seeds)
     table, source = resolution_table(profile, seeds, chapter_cost(trainings, seeds, rate), others)
     counts = table.decidable.value_counts()
     head = (f"\npower plan at {profile} (variances: {source}; new trainings costed at {rate:,.0f} samples/s): "

@@ -135,8 +135,7 @@ def with_plan(table: pd.DataFrame, profile: str) -> pd.DataFrame:
         else:
             row = stored.loc[key]
             row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
-            ok, label = label_of(pd.Series({**row.to_dict(), "chapter": row.get("chapter", "")}), profile,
-                                 int(r.n_seeds) if np.isfinite(r.n_seeds) else 0)
+            ok, label = label_of(row, profile, int(r.n_seeds) if np.isfinite(r.n_seeds) else 0)
             if ok and r.verdict == "inconclusive":
                 planned = expected_half_width(row.sd, int(r.n_seeds), int(row.settings))
                 label += (f"; ended inconclusive: half-width {r.half_width:.3g}, {r.half_width / planned:.1f}× the "
